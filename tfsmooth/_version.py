@@ -1,0 +1,3 @@
+"""Version of tfsmooth."""
+
+__version__ = "0.1.0"
