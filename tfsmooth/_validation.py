@@ -84,7 +84,9 @@ def check_finite(tensor: tf.Tensor, name: str) -> None:
         )
 
 
-def check_range(tensor: tf.Tensor, name: str, low: float, high: float, *, atol: float = 1e-6) -> None:
+def check_range(
+    tensor: tf.Tensor, name: str, low: float, high: float, *, atol: float = 1e-6
+) -> None:
     """Raises ``ValueError`` if the (statically known) value leaves ``[low, high]``."""
     value = static_value(tensor)
     if value is None or value.size == 0:
@@ -123,7 +125,9 @@ def check_image_batch(
     for axis, label in ((1, "height"), (2, "width"), (3, "channels")):
         size = tensor.shape[axis] if tensor.shape.rank is not None else None
         if size is not None and size < 1:
-            raise ValueError(f"`{name}` must have a positive {label}, got shape {tuple(tensor.shape)}")
+            raise ValueError(
+                f"`{name}` must have a positive {label}, got shape {tuple(tensor.shape)}"
+            )
     check_finite(tensor, name)
     if bounds is not None:
         check_range(tensor, name, bounds[0], bounds[1])

@@ -227,19 +227,13 @@ class ImageGraph:
         n = self.n_vertices
         return sp.csr_matrix((vals, (src, dst)), shape=(n, n))
 
-    def to_sparse_tensor(self, index: int | None = None, *, normalized: bool = False) -> tf.sparse.SparseTensor:
-        """Adjacency as a ``tf.sparse.SparseTensor``.
+    def _edge_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Static ``(src, dst, flat)`` of all in-image stencil entries, sorted row-major.
 
-        Args:
-            index: an image of the batch, giving ``[n, n]``; ``None`` gives all images as a
-                batched ``[batch, n, n]`` tensor.
-            normalized: export :math:`D^{-1/2} W D^{-1/2}` instead of ``W``.
-
-        Works in graph mode as well (indices are built from the static image size).
+        ``flat`` indexes the stencil reshaped to ``[batch, n * K]``.
         """
-        stencil = self.normalized_weights() if normalized else self.weights
         height, width = self.image_shape
-        n = height * width
+        k = len(self.offsets)
         offsets = np.asarray(self.offsets)
         rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
         nbr_r = rows[..., None] + offsets[:, 0]
@@ -248,21 +242,59 @@ class ImageGraph:
         r_idx, c_idx, k_idx = np.nonzero(inside)
         src = (r_idx * width + c_idx).astype(np.int64)
         dst = (nbr_r[r_idx, c_idx, k_idx] * width + nbr_c[r_idx, c_idx, k_idx]).astype(np.int64)
-        flat = tf.reshape(stencil, [-1, n * len(self.offsets)])
-        gather = tf.constant(r_idx * width * len(self.offsets) + c_idx * len(self.offsets) + k_idx)
-        values = tf.gather(flat, gather, axis=1)  # [B, E]
-        order = np.lexsort((dst, src))  # canonical row-major order
-        values = tf.gather(values, order, axis=1)
-        pairs = np.stack([src[order], dst[order]], axis=1)
+        flat = (r_idx * width * k + c_idx * k + k_idx).astype(np.int64)
+        order = np.lexsort((dst, src))
+        return src[order], dst[order], flat[order]
+
+    def _edge_values(self, normalized: bool) -> tf.Tensor:
+        """Weights of the edges of :meth:`_edge_index`, shape ``[batch, E]``."""
+        stencil = self.normalized_weights() if normalized else self.weights
+        n_k = self.n_vertices * len(self.offsets)
+        _, _, flat = self._edge_index()
+        return tf.gather(tf.reshape(stencil, [-1, n_k]), flat, axis=1)
+
+    def to_dense(self, *, normalized: bool = False) -> tf.Tensor:
+        """Dense adjacency ``[batch, n, n]`` (small images only). XLA-compatible.
+
+        Example:
+            >>> ImageGraph(tf.zeros([1, 1, 2, 1])).to_dense().numpy()
+            array([[[0., 1.],
+                    [1., 0.]]], dtype=float32)
+        """
+        src, dst, _ = self._edge_index()
+        values = self._edge_values(normalized)  # [B, E]
+        n = self.n_vertices
+        batch = tf.shape(values)[0]
+        scattered = tf.scatter_nd(
+            np.stack([src, dst], axis=1).astype(np.int32),
+            tf.transpose(values),
+            tf.stack([n, n, batch]),
+        )
+        return tf.transpose(scattered, [2, 0, 1])
+
+    def to_sparse_tensor(
+        self, index: int | None = None, *, normalized: bool = False
+    ) -> tf.sparse.SparseTensor:
+        """Adjacency as a ``tf.sparse.SparseTensor`` (indices in canonical row-major order).
+
+        Args:
+            index: an image of the batch, giving ``[n, n]``; ``None`` gives all images as a
+                batched ``[batch, n, n]`` tensor.
+            normalized: export :math:`D^{-1/2} W D^{-1/2}` instead of ``W``.
+
+        Works in graph mode as well (indices are built from the static image size).
+        """
+        src, dst, _ = self._edge_index()
+        values = self._edge_values(normalized)
+        n = self.n_vertices
+        pairs = np.stack([src, dst], axis=1)
         if index is not None:
             index = self._check_index(index)
             return tf.sparse.SparseTensor(pairs, values[index], [n, n])
-        batch = tf.shape(stencil, out_type=tf.int64)[0]
+        batch = tf.shape(values, out_type=tf.int64)[0]
         n_e = pairs.shape[0]
         b_idx = tf.repeat(tf.range(batch), n_e)
-        idx = tf.concat(
-            [b_idx[:, None], tf.tile(tf.constant(pairs), tf.stack([batch, 1]))], axis=1
-        )
+        idx = tf.concat([b_idx[:, None], tf.tile(tf.constant(pairs), tf.stack([batch, 1]))], axis=1)
         return tf.sparse.SparseTensor(idx, tf.reshape(values, [-1]), tf.stack([batch, n, n]))
 
     def to_pygsp(self, index: int = 0, *, lap_type: str = "normalized") -> Any:

@@ -80,7 +80,9 @@ class Model:
         name: str | None = None,
     ) -> None:
         if not callable(model):
-            raise TypeError(f"`model` must be a Keras model or a callable, got {type(model).__name__}")
+            raise TypeError(
+                f"`model` must be a Keras model or a callable, got {type(model).__name__}"
+            )
         if len(tuple(bounds)) != 2 or not float(bounds[0]) < float(bounds[1]):
             raise ValueError(f"`bounds` must be (low, high) with low < high, got {bounds!r}")
         if isinstance(preprocessing, str):
@@ -134,7 +136,9 @@ class Model:
             logits = self.model(inputs)
         if isinstance(logits, dict):
             if len(logits) != 1:
-                raise ValueError(f"the model returned a dict with keys {sorted(logits)}; expected logits")
+                raise ValueError(
+                    f"the model returned a dict with keys {sorted(logits)}; expected logits"
+                )
             logits = next(iter(logits.values()))
         logits = tf.convert_to_tensor(logits)
         if logits.shape.rank != 2:
@@ -145,10 +149,16 @@ class Model:
             logits = tf.cast(logits, images.dtype)
         if self.label_offset > 0:
             low = tf.reduce_min(tf.stop_gradient(logits), axis=1, keepdims=True) - 1e4
-            logits = tf.concat([tf.tile(low, [1, self.label_offset])[:, : self.label_offset], logits], 1)
+            logits = tf.concat(
+                [tf.tile(low, [1, self.label_offset])[:, : self.label_offset], logits], 1
+            )
         elif self.label_offset < 0:
             logits = logits[:, -self.label_offset :]
-        if self.num_classes is not None and logits.shape[1] is not None and logits.shape[1] != self.num_classes:
+        if (
+            self.num_classes is not None
+            and logits.shape[1] is not None
+            and logits.shape[1] != self.num_classes
+        ):
             raise ValueError(
                 f"model {self.name!r} returned {logits.shape[1]} logits, expected num_classes="
                 f"{self.num_classes}"
@@ -165,7 +175,11 @@ class Model:
         return tf.concat(out, axis=0) if out else tf.zeros([0], tf.int64)
 
     def __repr__(self) -> str:
-        pre = self.preprocessing if isinstance(self.preprocessing, (str, type(None))) else "<callable>"
+        pre = (
+            self.preprocessing
+            if isinstance(self.preprocessing, (str, type(None)))
+            else "<callable>"
+        )
         return (
             f"Model({self.name!r}, bounds={self.bounds}, preprocessing={pre!r}, "
             f"input_size={self.input_size}, label_offset={self.label_offset})"

@@ -5,8 +5,8 @@ from tfsmooth.smoothing.operators import SparseLaplacian, StencilLaplacian, sten
 from tfsmooth.smoothing.smoother import (
     EXACT_MAX_VERTICES,
     BoundSmoother,
-    SmoothResult,
     Smoother,
+    SmoothResult,
 )
 
 __all__ = [

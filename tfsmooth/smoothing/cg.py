@@ -11,7 +11,7 @@ stops when its residual satisfies :math:`\lVert r\rVert \le \mathrm{tol}\,\lVert
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
 import tensorflow as tf
 
@@ -19,7 +19,7 @@ from tfsmooth import _validation as v
 
 __all__ = ["CGResult", "conjugate_gradient"]
 
-Operator = Callable[[tf.Tensor], tf.Tensor] | tf.linalg.LinearOperator
+Operator: TypeAlias = Callable[[tf.Tensor], tf.Tensor] | tf.linalg.LinearOperator
 
 
 class CGResult(NamedTuple):

@@ -120,7 +120,7 @@ class StencilLaplacian(_Laplacian):
         return tf.reshape(self.apply_images(images), shape)
 
     def _to_dense(self) -> tf.Tensor:
-        return SparseLaplacian(self.graph, self.alpha).to_dense()
+        return _dense_laplacian(self.graph, self.alpha)
 
 
 class SparseLaplacian(_Laplacian):
@@ -143,7 +143,6 @@ class SparseLaplacian(_Laplacian):
         super().__init__(graph, alpha, name)
         adjacency = graph.to_sparse_tensor(normalized=True)  # [B, n, n]
         n = self.n_vertices
-        self._adjacency = adjacency
         batch = adjacency.dense_shape[0]
         scale = 1.0 / (1.0 - self.alpha)
         diag_idx = tf.range(batch * n)
@@ -161,7 +160,9 @@ class SparseLaplacian(_Laplacian):
             axis=0,
         )
         size = batch * n
-        self.matrix = tf.sparse.reorder(tf.sparse.SparseTensor(indices, values, tf.stack([size, size])))
+        self.matrix = tf.sparse.reorder(
+            tf.sparse.SparseTensor(indices, values, tf.stack([size, size]))
+        )
 
     def _apply_systems(self, x: tf.Tensor) -> tf.Tensor:
         shape = tf.shape(x)
@@ -169,8 +170,13 @@ class SparseLaplacian(_Laplacian):
         return tf.reshape(tf.sparse.sparse_dense_matmul(self.matrix, flat), shape)
 
     def _to_dense(self) -> tf.Tensor:
-        """Dense ``[B, n, n]`` blocks, built per image (never the ``[B n, B n]`` matrix)."""
-        scale = 1.0 / (1.0 - self.alpha)
-        adjacency = tf.sparse.to_dense(tf.sparse.reorder(self._adjacency))
-        eye = tf.eye(self.n_vertices, batch_shape=[1], dtype=self.dtype)
-        return (eye - tf.constant(self.alpha, self.dtype) * adjacency) * tf.constant(scale, self.dtype)
+        return _dense_laplacian(self.graph, self.alpha)
+
+
+def _dense_laplacian(graph: ImageGraph, alpha: float) -> tf.Tensor:
+    """Dense ``[B, n, n]`` blocks of :math:`L_\\alpha` (never the ``[B n, B n]`` matrix); XLA-friendly."""
+    dtype = graph.weights.dtype
+    adjacency = graph.to_dense(normalized=True)
+    eye = tf.eye(graph.n_vertices, batch_shape=[1], dtype=dtype)
+    scale = tf.constant(1.0 / (1.0 - alpha), dtype)
+    return (eye - tf.constant(alpha, dtype) * adjacency) * scale

@@ -186,7 +186,9 @@ class BoundSmoother:
                 sigma=smoother.sigma,
             )
             if smoother.operator == "sparse":
-                self.operator: tf.linalg.LinearOperator = SparseLaplacian(self.graph, smoother.alpha)
+                self.operator: tf.linalg.LinearOperator = SparseLaplacian(
+                    self.graph, smoother.alpha
+                )
             else:
                 self.operator = StencilLaplacian(self.graph, smoother.alpha)
             self._inverse: tf.Tensor | None = None
@@ -217,8 +219,11 @@ class BoundSmoother:
             if size is not None and z.shape[axis] is not None and z.shape[axis] != size:
                 raise ValueError(
                     f"`{name}` of shape {tuple(z.shape)} does not match the bound guide of shape "
-                    f"{tuple(self.guide.shape)}" + (
-                        " (per_channel=True needs the guide's number of channels)" if axis == 3 else ""
+                    f"{tuple(self.guide.shape)}"
+                    + (
+                        " (per_channel=True needs the guide's number of channels)"
+                        if axis == 3
+                        else ""
                     )
                 )
         v.check_finite(z, name)
@@ -259,7 +264,11 @@ class BoundSmoother:
         """
         z = self._check_signal(z, "z")
         channels = tf.shape(z)[3]
-        start = None if x0 is None else self.to_systems(tf.cast(self._check_signal(x0, "x0"), self.dtype))
+        start = (
+            None
+            if x0 is None
+            else self.to_systems(tf.cast(self._check_signal(x0, "x0"), self.dtype))
+        )
         result = self.solve_systems(self.to_systems(tf.cast(z, self.dtype)), start)
         x = tf.cast(self.from_systems(result.x, channels), z.dtype)
         return CGResult(x, result.residual_norm, result.iterations)
@@ -288,7 +297,9 @@ class BoundSmoother:
             start = self.to_systems(guess) * ones_response
         grad_start = None
         if grad_x0 is not None:
-            grad_start = self.to_systems(tf.cast(self._check_signal(grad_x0, "grad_x0"), self.dtype))
+            grad_start = self.to_systems(
+                tf.cast(self._check_signal(grad_x0, "grad_x0"), self.dtype)
+            )
         stats: list[CGResult] = []
 
         @tf.custom_gradient
