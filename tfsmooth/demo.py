@@ -20,7 +20,7 @@ from tfsmooth.smoothing import Smoother
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DemoResult", "load_sample_image", "run_smoothing_demo"]
+__all__ = ["DemoResult", "load_sample_image", "run_smoothing_demo", "save_png"]
 
 SAMPLE_IMAGE = "astronaut_256.png"
 
@@ -63,7 +63,8 @@ class DemoResult:
     smoother: dict[str, Any]
 
 
-def _save_png(array: np.ndarray, path: pathlib.Path) -> None:
+def save_png(array: Any, path: str | pathlib.Path) -> None:
+    """Writes an RGB (or grey) array with values in ``[0, 1]`` as an 8-bit PNG."""
     from PIL import Image
 
     pixels = np.clip(np.round(np.asarray(array) * 255.0), 0, 255).astype(np.uint8)
@@ -121,16 +122,16 @@ def run_smoothing_demo(
     files = {}
     for key, array in images.items():
         path = out / (key.replace(" ", "_") + ".png")
-        _save_png(array, path)
+        save_png(array, path)
         files[key] = str(path)
-    order = [
+    order: list[list[str | None]] = [
         ["input", "noise", "smooth", "input+noise", "input+smooth"],
         ["magnified input", None, None, "magnified input+noise", "magnified input+smooth"],
     ]
     blank = np.ones_like(photo)
     rows = [np.concatenate([images[k] if k else blank for k in row], axis=1) for row in order]
     panel = out / "panel.png"
-    _save_png(np.concatenate(rows, axis=0), panel)
+    save_png(np.concatenate(rows, axis=0), panel)
     files["panel"] = str(panel)
     logger.info("demo written to %s", out)
     return DemoResult(

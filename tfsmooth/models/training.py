@@ -32,6 +32,7 @@ import dataclasses
 import json
 import logging
 import os
+import pathlib
 import platform
 import time
 from typing import Any
@@ -41,11 +42,18 @@ import numpy as np
 import tensorflow as tf
 
 from tfsmooth import _validation as v
-from tfsmooth.models.zoo import mnist_c4
+from tfsmooth.models.zoo import C4_WEIGHTS, load_weights_npz, mnist_c4, save_weights_npz
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingRecord", "evaluate_accuracy", "least_likely_step", "train_c4"]
+__all__ = [
+    "C4_RECIPES",
+    "TrainingRecord",
+    "evaluate_accuracy",
+    "least_likely_step",
+    "train_c4",
+    "train_c4_recipe",
+]
 
 
 @dataclasses.dataclass
@@ -388,3 +396,78 @@ def train_c4(
         record.validation_accuracy,
     )
     return model, record
+
+
+#: The recipes of the two shipped C4 networks (``tfsmooth/assets``), by ``weights=`` name.
+C4_RECIPES: dict[str, dict[str, Any]] = {
+    "mnist": {
+        "adversarial": False,
+        "epochs": 30,
+        "batch_size": 128,
+        "learning_rate": 1e-3,
+        "seed": 0,
+    },
+    "mnist-adv": {
+        "adversarial": True,
+        "epochs": 60,
+        "batch_size": 128,
+        "learning_rate": 1e-3,
+        "epsilon": 0.3,
+        "adversarial_fraction": 0.5,
+        "adversarial_weight": 0.3,
+        "seed": 0,
+    },
+}
+
+
+def train_c4_recipe(
+    name: str,
+    output_dir: str | os.PathLike[str],
+    *,
+    source: str = "auto",
+    epochs: int | None = None,
+    progress: bool = False,
+) -> TrainingRecord:
+    """Trains one of the shipped C4 networks by its recipe and writes weights + JSON recipe.
+
+    Data: ``load_mnist("train", source=source)``; the test split is only measured. Writes the
+    float16 weights (:func:`~tfsmooth.models.zoo.save_weights_npz`) under the asset file name
+    of :data:`~tfsmooth.models.zoo.C4_WEIGHTS` and the :class:`TrainingRecord` beside it; the
+    accuracies recorded are those of the float16 weights as written.
+
+    Args:
+        name: ``"mnist"`` or ``"mnist-adv"`` (a key of :data:`C4_RECIPES`).
+        output_dir: directory to write to (created if needed).
+        source: MNIST source (see :func:`tfsmooth.data.load_mnist`).
+        epochs: override the recipe's number of epochs (e.g. for a quick check).
+        progress: show a Keras progress bar per epoch.
+
+    Returns:
+        The :class:`TrainingRecord`, as written.
+    """
+    from tfsmooth.data.mnist import load_mnist
+
+    v.check_choice(name, "name", C4_RECIPES)
+    recipe = dict(C4_RECIPES[name])
+    if epochs is not None:
+        recipe["epochs"] = v.check_int_at_least(epochs, "epochs", 1)
+    out = pathlib.Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train = load_mnist("train", source=source)
+    test = load_mnist("test", source=source)
+    model, record = train_c4(
+        train.images,
+        train.labels,
+        validation=(test.images, test.labels),
+        data_source=f"{train.source}:train",
+        progress=progress,
+        **recipe,
+    )
+    weights_file, recipe_file = C4_WEIGHTS[name]
+    save_weights_npz(model, out / weights_file, dtype="float16")
+    stored = load_weights_npz(mnist_c4(weights=None), out / weights_file)
+    record.validation_accuracy = evaluate_accuracy(stored, test.images, test.labels)
+    record.train_accuracy = evaluate_accuracy(stored, train.images, train.labels)
+    record.to_json(out / recipe_file)
+    logger.info("trained C4 %r -> %s", name, out / weights_file)
+    return record
