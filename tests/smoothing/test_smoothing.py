@@ -213,10 +213,11 @@ def test_custom_gradient_numeric_and_analytic(config):
         np.testing.assert_allclose(grad[0, ..., c].ravel(), expected, rtol=1e-6, atol=1e-8)
 
 
-def test_gradient_memory_path_is_custom():
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_gradient_memory_path_is_custom(jit_compile):
     """The backward pass is a solve, not autodiff through CG: no while-loop gradient is built."""
     guide = guides((8, 8, 1), np.float32)
-    bound = Smoother(0.95, max_iter=30, tol=0).bind(guide)
+    bound = Smoother(0.95, max_iter=30, tol=0, jit_compile=jit_compile).bind(guide)
     z = tf.random.normal(guide.shape)
 
     @tf.function
@@ -226,8 +227,10 @@ def test_gradient_memory_path_is_custom():
             out = tf.reduce_sum(bound(signal) ** 2)
         return tape.gradient(out, signal)
 
-    graph = grad.get_concrete_function(z).graph
-    op_types = {op.type for op in graph.get_operations()}
+    graph_def = grad.get_concrete_function(z).graph.as_graph_def()
+    op_types = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:  # the compiled CG solves are nested functions
+        op_types |= {node.op for node in function.node_def}
     assert "StatelessWhile" in op_types or "While" in op_types
     # Autodiff through a while loop would add TensorList stacks to record the iterations.
     assert not any("TensorList" in t for t in op_types)
@@ -369,3 +372,14 @@ def test_bound_smoother_bad_input():
         bound(np.full((2, 5, 5, 3), np.nan, np.float32))
     with pytest.raises(ValueError, match="per_channel"):
         Smoother(0.9, per_channel=True).bind(guide)(tf.zeros([2, 5, 5, 1]))
+
+
+def test_xla_and_plain_cg_agree():
+    guide = guides((13, 11, 3), np.float64)
+    z = np.random.default_rng(13).normal(size=guide.shape)
+    fast = Smoother(0.99, max_iter=300, tol=1e-10).bind(guide).smooth(z)
+    slow = Smoother(0.99, max_iter=300, tol=1e-10, jit_compile=False).bind(guide).smooth(z)
+    np.testing.assert_allclose(fast.output, slow.output, atol=1e-9)
+    np.testing.assert_array_equal(fast.iterations, slow.iterations)
+    with pytest.raises(TypeError, match="jit_compile"):
+        Smoother(0.9, jit_compile="yes")

@@ -79,6 +79,9 @@ class Smoother:
         connectivity: 4 or 8 neighbours.
         per_channel: one graph per colour channel, each guided by that channel only (the
             authors' released code on ImageNet) instead of one graph for all channels (the paper).
+        jit_compile: compile each CG solve of the stencil operator with XLA (fuses an
+            iteration into a few memory passes; several times faster on CPU). The sparse
+            operator always runs without XLA.
 
     Example:
         >>> smoother = Smoother(0.95, solver="exact")
@@ -101,6 +104,7 @@ class Smoother:
         sigma: float = 0.1,
         connectivity: int = 4,
         per_channel: bool = False,
+        jit_compile: bool = True,
     ) -> None:
         self.alpha = v.check_open_unit_interval(alpha, "alpha")
         self.solver = v.check_choice(solver, "solver", SOLVERS)
@@ -115,6 +119,9 @@ class Smoother:
         if not isinstance(per_channel, bool):
             raise TypeError(f"`per_channel` must be a bool, got {per_channel!r}")
         self.per_channel = per_channel
+        if not isinstance(jit_compile, bool):
+            raise TypeError(f"`jit_compile` must be a bool, got {jit_compile!r}")
+        self.jit_compile = jit_compile
 
     def bind(self, guide: Any, *, name: str | None = None) -> BoundSmoother:
         """Builds the graph, the operator and :math:`s(\\mathbf{1})` for a batch of guide images.
@@ -144,6 +151,7 @@ class Smoother:
             "sigma": self.sigma,
             "connectivity": self.connectivity,
             "per_channel": self.per_channel,
+            "jit_compile": self.jit_compile,
         }
 
     def __repr__(self) -> str:
@@ -251,6 +259,14 @@ class BoundSmoother:
             x = tf.linalg.matmul(self._inverse, rhs)
             zeros = tf.zeros([tf.shape(rhs)[0], tf.shape(rhs)[2]], rhs.dtype)
             return CGResult(x, zeros, tf.cast(zeros, tf.int32))
+        if isinstance(self.operator, StencilLaplacian):
+            return self.operator.solve(
+                rhs,
+                x0=x0,
+                max_iter=self.smoother.max_iter,
+                tol=self.smoother.tol,
+                jit_compile=self.smoother.jit_compile,
+            )
         return conjugate_gradient(
             self.operator, rhs, x0=x0, max_iter=self.smoother.max_iter, tol=self.smoother.tol
         )
