@@ -50,6 +50,7 @@ setup(
         "scipy>=1.11",
         "pygsp>=0.5.1",
         "pillow>=10",
+        "matplotlib>=3.7",
     ],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["tfsmooth=tfsmooth.cli:main"]},

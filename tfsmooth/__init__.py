@@ -12,20 +12,35 @@ Example:
     TensorShape([1, 8, 8, 3])
 """
 
-from tfsmooth import data, defenses, graphs, magnification, models, smoothing
+from tfsmooth import (
+    attacks,
+    callbacks,
+    data,
+    defenses,
+    evaluation,
+    graphs,
+    magnification,
+    models,
+    smoothing,
+)
 from tfsmooth._version import __version__
+from tfsmooth.callbacks import AdversarialEvaluation
 from tfsmooth.graphs import ImageGraph
 from tfsmooth.models import Model
 from tfsmooth.smoothing import BoundSmoother, Smoother
 
 __all__ = [
+    "AdversarialEvaluation",
     "BoundSmoother",
     "ImageGraph",
     "Model",
     "Smoother",
     "__version__",
+    "attacks",
+    "callbacks",
     "data",
     "defenses",
+    "evaluation",
     "graphs",
     "magnification",
     "models",

@@ -1,0 +1,385 @@
+r"""Base classes of the attacks, in the shape of foolbox 3.
+
+An attack is built once with its hyperparameters (keyword-only) and called on data::
+
+    attack = LinfBasicIterativeAttack(steps=10, step_size=0.08)
+    raw, clipped, success = attack(model, images, labels, epsilons=[0.1, 0.3])
+
+- ``model``: a :class:`tfsmooth.models.Model` (images in its ``bounds`` to logits) or any Keras
+  model / callable, wrapped with bounds ``(0, 1)``.
+- ``images``: float ``[batch, height, width, channels]`` inside the model's bounds.
+- ``labels``: integer labels ``[batch]`` (meaning :class:`~tfsmooth.attacks.Misclassification`)
+  or a :class:`~tfsmooth.attacks.criteria.Criterion`.
+- ``epsilons``: one number or a list of ``K`` numbers (the perturbation budget, in the norm of
+  the attack); ``None`` only for minimization attacks (C&W).
+
+The result :class:`AttackResult` follows foolbox's convention: for a list of epsilons, ``raw``
+and ``clipped`` are lists of ``K`` tensors; for a single epsilon (or ``None``) they are single
+tensors. ``success`` is always a bool tensor ``[K, batch]`` (``K = 1`` for a single epsilon or
+``None``): ``success[k, i]`` says that ``clipped[k][i]`` is adversarial, and ``clipped[k]`` lies
+within ``epsilons[k]`` of the clean image (and inside the bounds).
+
+Two families (paper §2.1):
+
+- :class:`FixedEpsilonAttack` — *distortion targeting* (FGSM, I-FGSM, PGD): ``run`` returns
+  images within ``epsilon``; ``raw`` and ``clipped`` coincide.
+- :class:`MinimizationAttack` — *optimality targeting* (C&W): ``run`` returns the least distorted
+  adversarial found (the clean image where none was); for each epsilon ``clipped`` is that image
+  projected onto the epsilon ball, so ``success`` means "adversarial within epsilon".
+
+Every gradient attack takes ``smoother``: a :class:`~tfsmooth.smoothing.Smoother`, bound to the
+clean images once per call (the paper's smooth attacks, Zhang et al. 2019), a
+:class:`~tfsmooth.smoothing.BoundSmoother` already bound to images of the same shape, or ``None``.
+The whole iteration loop runs inside one ``tf.function`` cached per attack instance; calling the
+attack again with the same shapes does not retrace.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from tfsmooth import _validation as v
+from tfsmooth.attacks.criteria import Criterion, as_criterion
+from tfsmooth.attacks.distances import Distance, l2
+from tfsmooth.models.base import Model
+from tfsmooth.smoothing.smoother import BoundSmoother, Smoother
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Attack",
+    "AttackResult",
+    "FixedEpsilonAttack",
+    "MinimizationAttack",
+    "as_model",
+]
+
+#: How many compiled functions an attack instance keeps (one per model / criterion kind / ...).
+_CACHE_SIZE = 8
+
+
+class AttackResult(NamedTuple):
+    """What an attack returns.
+
+    Attributes:
+        raw: the attack's output before the epsilon projection: one tensor ``[N, H, W, C]`` for
+            a single epsilon (or ``None``), else a list of ``K`` such tensors.
+        clipped: ``raw`` projected onto each epsilon ball (same structure).
+        success: bool ``[K, N]``: whether ``clipped[k][i]`` is adversarial.
+    """
+
+    raw: Any
+    clipped: Any
+    success: tf.Tensor
+
+
+def as_model(model: Any) -> Model:
+    """A :class:`~tfsmooth.models.Model` as given, or a callable wrapped with bounds ``(0, 1)``.
+
+    Example:
+        >>> as_model(lambda x: tf.reduce_mean(x, axis=[1, 2])).bounds
+        (0.0, 1.0)
+    """
+    if isinstance(model, Model):
+        return model
+    if not callable(model):
+        raise TypeError(
+            f"`model` must be a tfsmooth.models.Model, a Keras model or a callable, got "
+            f"{type(model).__name__}"
+        )
+    return Model(model)
+
+
+def _check_smoother(smoother: Any) -> Smoother | BoundSmoother | None:
+    if smoother is not None and not isinstance(smoother, (Smoother, BoundSmoother)):
+        raise TypeError(
+            f"`smoother` must be a tfsmooth.smoothing.Smoother, a BoundSmoother or None, got "
+            f"{type(smoother).__name__}"
+        )
+    return smoother
+
+
+def _check_number(value: Any, name: str, *, minimum: float = 0.0, strict: bool = False) -> float:
+    """A finite float ``>= minimum`` (``> minimum`` if ``strict``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`{name}` must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    ok = value > minimum if strict else value >= minimum
+    if not math.isfinite(value) or not ok:
+        relation = ">" if strict else ">="
+        raise ValueError(f"`{name}` must be a finite number {relation} {minimum}, got {value!r}")
+    return value
+
+
+def _check_epsilon(epsilon: Any, *, allow_none: bool) -> Any:
+    """Checks one epsilon: a finite number >= 0, a scalar tensor, or ``None`` if allowed."""
+    if epsilon is None:
+        if allow_none:
+            return None
+        raise ValueError(
+            "this attack targets a distortion: `epsilons` must be a number >= 0 or a list of "
+            "them, got None"
+        )
+    if isinstance(epsilon, (tf.Tensor, tf.Variable, np.ndarray)):
+        if len(epsilon.shape) != 0:
+            raise ValueError(f"each epsilon must be a scalar, got shape {tuple(epsilon.shape)}")
+        if not tf.as_dtype(epsilon.dtype).is_floating and not tf.as_dtype(epsilon.dtype).is_integer:
+            raise TypeError(f"each epsilon must be a number, got dtype {epsilon.dtype}")
+        value = v.static_value(tf.convert_to_tensor(epsilon))
+        if value is not None:
+            _check_number(float(value), "epsilon")
+        return epsilon
+    return _check_number(epsilon, "epsilon")
+
+
+def _epsilon_list(epsilons: Any, *, allow_none: bool) -> tuple[list[Any], bool]:
+    """The epsilons as a list, and whether they were given as a sequence."""
+    if isinstance(epsilons, (list, tuple)) or (
+        isinstance(epsilons, np.ndarray) and epsilons.ndim == 1
+    ):
+        values = list(epsilons)
+        if not values:
+            raise ValueError("`epsilons` must not be an empty list")
+        return [_check_epsilon(e, allow_none=allow_none) for e in values], True
+    if isinstance(epsilons, tf.Tensor) and epsilons.shape.rank == 1:
+        return [
+            _check_epsilon(epsilons[i], allow_none=False) for i in range(epsilons.shape[0])
+        ], True
+    return [_check_epsilon(epsilons, allow_none=allow_none)], False
+
+
+class Attack(abc.ABC):
+    """Base class of all attacks.
+
+    Subclasses implement :meth:`__call__` (through :class:`FixedEpsilonAttack` or
+    :class:`MinimizationAttack`), :meth:`get_config` and the compiled loop. Shared here: input
+    validation, model wrapping, smoother binding and the cache of compiled functions.
+    """
+
+    #: Distance in which the attack measures its budget.
+    distance: Distance = l2
+
+    def __init__(self, *, smoother: Any = None, jit_compile: bool = False) -> None:
+        self.smoother = _check_smoother(smoother)
+        if not isinstance(jit_compile, bool):
+            raise TypeError(f"`jit_compile` must be a bool, got {jit_compile!r}")
+        self.jit_compile = jit_compile
+        self._compiled: OrderedDict[tuple[Any, ...], tuple[Any, Any, Callable[..., Any]]] = (
+            OrderedDict()
+        )
+        self._wrapped: dict[int, tuple[Any, Model]] = {}
+
+    # -- abstract interface -------------------------------------------------------------------
+    @abc.abstractmethod
+    def __call__(
+        self, model: Any, images: Any, criterion: Any, *, epsilons: Any = None
+    ) -> AttackResult:
+        """Runs the attack; see the module documentation."""
+
+    @abc.abstractmethod
+    def run(self, model: Any, images: Any, criterion: Any, *args: Any, **kwargs: Any) -> tf.Tensor:
+        """The attack's raw output ``[N, H, W, C]`` for one setting."""
+
+    def get_config(self) -> dict[str, Any]:
+        """The hyperparameters given to ``__init__``."""
+        return {"smoother": self.smoother, "jit_compile": self.jit_compile}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={val!r}" for k, val in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- shared helpers -----------------------------------------------------------------------
+    def _as_model(self, model: Any) -> Model:
+        """Wraps a raw callable once per attack (so that its compiled loop is reused)."""
+        if isinstance(model, Model):
+            return model
+        entry = self._wrapped.get(id(model))
+        if entry is None or entry[0] is not model:
+            entry = (model, as_model(model))
+            self._wrapped[id(model)] = entry
+        return entry[1]
+
+    def _prepare(
+        self, model: Any, images: Any, criterion: Any
+    ) -> tuple[Model, tf.Tensor, Criterion]:
+        """Validates the data at the boundary; returns the model wrapper, images and criterion.
+
+        Raises:
+            TypeError: non-float images, non-integer labels, a model that is not callable.
+            ValueError: wrong ranks or shapes, images outside the bounds or not finite, labels
+                out of range, a bound smoother of another shape.
+        """
+        model = self._as_model(model)
+        images = v.check_image_batch(images, "images", bounds=model.bounds)
+        if images.shape.rank is None:
+            raise ValueError("`images` must have a known rank 4 [batch, height, width, channels]")
+        criterion = as_criterion(criterion)
+        batch = images.shape[0]
+        num_classes = None
+        if batch is None or batch > 0:
+            probe = model(images[:1])  # builds a Keras model before any tf.function sees it
+            num_classes = probe.shape[-1]
+            if num_classes is not None:
+                num_classes = int(num_classes)
+        criterion.validate(batch, num_classes)
+        if isinstance(self.smoother, BoundSmoother):
+            expected = tuple(self.smoother.guide.shape)
+            if tuple(images.shape) != expected:
+                raise ValueError(
+                    f"`smoother` is bound to images of shape {expected}, got images of shape "
+                    f"{tuple(images.shape)}; pass an unbound Smoother to bind it per call"
+                )
+        return model, images, criterion
+
+    def _bind(self, images: tf.Tensor, bounds: tuple[float, float]) -> BoundSmoother | None:
+        """The smoother bound to the clean images (once per call), or ``None``."""
+        if self.smoother is None:
+            return None
+        if isinstance(self.smoother, BoundSmoother):
+            return self.smoother
+        low, high = bounds
+        guide = images if (low, high) == (0.0, 1.0) else (images - low) / (high - low)
+        return self.smoother.bind(guide, name="attack_smoother")
+
+    def _compiled_function(
+        self, model: Model, criterion: Criterion, build: Callable[[Model, bool], Callable[..., Any]]
+    ) -> Callable[..., Any]:
+        """The ``tf.function`` of the attack loop for ``model`` and the kind of ``criterion``.
+
+        Cached per attack instance, keyed on the model, the criterion kind and the
+        hyperparameters (which are Python constants of the graph); shapes and dtypes are left to
+        ``tf.function``'s own trace cache: one trace per batch shape (static shapes keep the
+        compiled loops simple and XLA-friendly; an evaluation run uses one batch size).
+        """
+        config = repr(sorted(self.get_config().items()))
+        key = (id(model), id(self.smoother), criterion.targeted, config)
+        entry = self._compiled.get(key)
+        if entry is not None and entry[0] is model and entry[1] is self.smoother:
+            self._compiled.move_to_end(key)
+            return entry[2]
+        function = tf.function(
+            build(model, criterion.targeted), jit_compile=self.jit_compile, reduce_retracing=False
+        )
+        self._compiled[key] = (model, self.smoother, function)
+        while len(self._compiled) > _CACHE_SIZE:
+            self._compiled.popitem(last=False)
+        logger.debug("%r: new compiled loop for model %s", self, model.name)
+        return function
+
+    def _success(self, model: Model, criterion: Criterion, images: tf.Tensor) -> tf.Tensor:
+        return criterion.is_adversarial(model(images))
+
+
+class FixedEpsilonAttack(Attack):
+    """An attack that targets a distortion ``epsilon`` (paper §2.1: FGSM, I-FGSM, PGD).
+
+    ``run`` returns images within ``epsilon`` of the clean ones, in the model's bounds.
+    """
+
+    def __call__(
+        self, model: Any, images: Any, criterion: Any, *, epsilons: Any = None
+    ) -> AttackResult:
+        """Attacks ``images`` for each epsilon.
+
+        Args:
+            model: :class:`~tfsmooth.models.Model` or a Keras model / callable (bounds (0, 1)).
+            images: float ``[N, H, W, C]`` in the model's bounds.
+            criterion: integer labels ``[N]`` or a :class:`~tfsmooth.attacks.criteria.Criterion`.
+            epsilons: a number >= 0 or a list of them (required).
+
+        Returns:
+            :class:`AttackResult`; ``raw`` equals ``clipped``.
+        """
+        eps_list, listed = _epsilon_list(epsilons, allow_none=False)
+        model, images, criterion = self._prepare(model, images, criterion)
+        outputs, successes = [], []
+        for epsilon, adversarial in zip(
+            eps_list, self._run_many(model, images, criterion, eps_list)
+        ):
+            clipped = self.distance.clip_perturbation(images, adversarial, epsilon)
+            clipped = tf.clip_by_value(clipped, *(tf.cast(b, images.dtype) for b in model.bounds))
+            outputs.append(clipped)
+            successes.append(self._success(model, criterion, clipped))
+        success = tf.stack(successes, axis=0)
+        if listed:
+            return AttackResult(list(outputs), list(outputs), success)
+        return AttackResult(outputs[0], outputs[0], success)
+
+    def run(self, model: Any, images: Any, criterion: Any, *, epsilon: Any = None) -> tf.Tensor:
+        """Adversarial images within ``epsilon``, ``[N, H, W, C]`` (validated inputs)."""
+        epsilon = _check_epsilon(epsilon, allow_none=False)
+        model, images, criterion = self._prepare(model, images, criterion)
+        return self._run(model, images, criterion, epsilon)
+
+    @abc.abstractmethod
+    def _run(
+        self, model: Model, images: tf.Tensor, criterion: Criterion, epsilon: Any
+    ) -> tf.Tensor:
+        """The attack on validated inputs."""
+
+    def _run_many(
+        self, model: Model, images: tf.Tensor, criterion: Criterion, epsilons: list[Any]
+    ) -> list[tf.Tensor]:
+        """The attack for several epsilons (subclasses may share work between them)."""
+        return [self._run(model, images, criterion, epsilon) for epsilon in epsilons]
+
+
+class MinimizationAttack(Attack):
+    """An attack that looks for the least distorted adversarial (paper §2.1: C&W).
+
+    ``run`` returns, per image, the adversarial of smallest distance found, or the clean image
+    where none was found.
+    """
+
+    def __call__(
+        self, model: Any, images: Any, criterion: Any, *, epsilons: Any = None
+    ) -> AttackResult:
+        """Attacks ``images`` once and evaluates the result at each epsilon.
+
+        Args:
+            model: :class:`~tfsmooth.models.Model` or a Keras model / callable (bounds (0, 1)).
+            images: float ``[N, H, W, C]`` in the model's bounds.
+            criterion: integer labels ``[N]`` or a :class:`~tfsmooth.attacks.criteria.Criterion`.
+            epsilons: ``None`` (no budget; ``K = 1``), a number >= 0, or a list (may hold
+                ``None``).
+
+        Returns:
+            :class:`AttackResult`: ``raw`` is the attack's output (repeated for each epsilon in
+            list form), ``clipped[k]`` its projection onto the ``epsilons[k]`` ball, and
+            ``success[k]`` whether that projection is adversarial — i.e. an adversarial within
+            ``epsilons[k]`` was found.
+        """
+        eps_list, listed = _epsilon_list(epsilons, allow_none=True)
+        model, images, criterion = self._prepare(model, images, criterion)
+        adversarial = self._run(model, images, criterion)
+        clipped_list, successes = [], []
+        for epsilon in eps_list:
+            if epsilon is None:
+                clipped = adversarial
+            else:
+                clipped = self.distance.clip_perturbation(images, adversarial, epsilon)
+            clipped_list.append(clipped)
+            successes.append(self._success(model, criterion, clipped))
+        success = tf.stack(successes, axis=0)
+        if listed:
+            return AttackResult([adversarial] * len(eps_list), clipped_list, success)
+        return AttackResult(adversarial, clipped_list[0], success)
+
+    def run(self, model: Any, images: Any, criterion: Any, **kwargs: Any) -> tf.Tensor:
+        """The least distorted adversarial per image (validated inputs), ``[N, H, W, C]``."""
+        if kwargs:
+            raise TypeError(f"unexpected arguments {sorted(kwargs)}")
+        model, images, criterion = self._prepare(model, images, criterion)
+        return self._run(model, images, criterion)
+
+    @abc.abstractmethod
+    def _run(self, model: Model, images: tf.Tensor, criterion: Criterion) -> tf.Tensor:
+        """The attack on validated inputs."""

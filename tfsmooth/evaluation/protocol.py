@@ -1,0 +1,652 @@
+r"""The evaluation protocol of the paper (§5.1): batches, multi-ε runs, resumable JSONL records.
+
+:func:`evaluate_attack` keeps the images the model classifies correctly (``N`` of ``N0``), runs
+the attack batch by batch, and reduces each image to one record:
+
+- *distortion-targeting* attacks (FGSM, I-FGSM, PGD2, sPGD2) run once per epsilon; an image is
+  a success if any run succeeds and its distortion ``D`` is the smallest L2 over the successful
+  runs (:func:`~tfsmooth.evaluation.metrics.combine_multi_epsilon`);
+- *optimality-targeting* attacks (C&W, sC&W; ``epsilons=None``) run once; success is the
+  attack's and ``D`` the L2 distortion of its output.
+
+Records (one JSON object per line, written and flushed once per batch) make a run resumable: the
+file starts with a header describing the run (model, attack, epsilons, batch size, fingerprint
+of the data and of the model weights, package version) and each record holds ``index`` (in the
+input set), ``model``, ``attack``, ``label``, ``correct``, ``success``, ``l2``, ``linf``,
+``best_epsilon``, ``adv_label`` (prediction on the adversarial image), ``batch``, ``seconds``
+(the image's share of its batch's wall time) and ``run`` (the run fingerprint). Calling again
+with ``resume=True`` skips the images already recorded; a batch of which only part was recorded
+is attacked again as a whole (same batch composition, so the same results for deterministic
+attacks) and only its missing records are written.
+
+Robustness: a truncated *last* line (the mark of a killed process) is dropped and that image
+recomputed; any other unreadable line, a header that does not match this run, or a file that is
+not a tfsmooth record file raises :class:`ValueError` and leaves the file untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tfsmooth import _validation as v
+from tfsmooth._version import __version__
+from tfsmooth.attacks.base import Attack, FixedEpsilonAttack, as_model
+from tfsmooth.evaluation import metrics
+from tfsmooth.models.base import Model
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "RECORDS_FORMAT",
+    "EvaluationResult",
+    "data_fingerprint",
+    "evaluate_attack",
+    "model_fingerprint",
+    "read_records",
+]
+
+#: Value of the ``"format"`` key of the header line of a record file.
+RECORDS_FORMAT = "tfsmooth-evaluation-records/1"
+
+#: Header keys that must match for a run to be resumed.
+_HEADER_KEYS = (
+    "format",
+    "model",
+    "model_fingerprint",
+    "attack",
+    "attack_config",
+    "epsilons",
+    "batch_size",
+    "n_images",
+    "data_fingerprint",
+)
+
+_RECORD_KEYS = frozenset(
+    {
+        "index",
+        "model",
+        "attack",
+        "label",
+        "correct",
+        "success",
+        "l2",
+        "linf",
+        "best_epsilon",
+        "adv_label",
+        "batch",
+        "seconds",
+        "run",
+    }
+)
+
+
+# -- fingerprints ------------------------------------------------------------------------------
+def data_fingerprint(images: Any, labels: Any) -> str:
+    """SHA-1 of the images (as float32) and labels (as int64), in hex.
+
+    Example:
+        >>> a = data_fingerprint(np.zeros([1, 2, 2, 1]), [3])
+        >>> a == data_fingerprint(np.zeros([1, 2, 2, 1], "float32"), np.array([3])), len(a)
+        (True, 40)
+    """
+    digest = hashlib.sha1()
+    images = np.ascontiguousarray(np.asarray(images, dtype=np.float32))
+    labels = np.ascontiguousarray(np.asarray(labels, dtype=np.int64))
+    digest.update(repr(images.shape).encode())
+    digest.update(images.tobytes())
+    digest.update(labels.tobytes())
+    return digest.hexdigest()
+
+
+def model_fingerprint(model: Any) -> str | None:
+    """SHA-1 of a Keras model's weights (wrapped or not), or ``None`` if it has none.
+
+    Example:
+        >>> model_fingerprint(lambda x: x) is None
+        True
+    """
+    inner = model.model if isinstance(model, Model) else model
+    weights = getattr(inner, "weights", None)
+    if not weights:
+        return None
+    digest = hashlib.sha1()
+    for weight in weights:
+        value = np.ascontiguousarray(
+            np.asarray(weight.numpy() if hasattr(weight, "numpy") else weight)
+        )
+        digest.update(f"{value.dtype}{value.shape}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _run_fingerprint(header: dict[str, Any]) -> str:
+    payload = json.dumps({k: header.get(k) for k in _HEADER_KEYS}, sort_keys=True)
+    return hashlib.sha1(payload.encode()).hexdigest()[:16]
+
+
+# -- result ------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class EvaluationResult:
+    """Outcome of :func:`evaluate_attack` (all per-image arrays have length ``n0``).
+
+    Attributes:
+        model: model name.
+        attack: attack name.
+        n0: number of test images.
+        n: number classified correctly without attack.
+        n_success: number of correctly classified images the attack fooled.
+        psuc: :math:`P_{suc} = N_{suc} / N` (``NaN`` if ``n == 0``).
+        mean_l2: conditional mean L2 distortion over the successes (``NaN`` if none).
+        seconds: attack wall time summed over the batches (including earlier, resumed runs).
+        clean_accuracy: ``n / n0``.
+        labels: int64 ``[n0]`` true labels.
+        correct: bool ``[n0]``.
+        success: bool ``[n0]`` (false where not ``correct``).
+        l2: float64 ``[n0]`` distortion of the chosen adversarial (``NaN`` where no success).
+        linf: float64 ``[n0]`` (``NaN`` where no success).
+        best_epsilon: float64 ``[n0]`` the epsilon of the chosen run (``NaN`` where no success
+            or for attacks without epsilon).
+        adv_label: int64 ``[n0]`` prediction on the adversarial image (the clean prediction
+            where the image was not attacked).
+        records_path: the JSONL file, if any.
+    """
+
+    model: str
+    attack: str
+    n0: int
+    n: int
+    n_success: int
+    psuc: float
+    mean_l2: float
+    seconds: float
+    clean_accuracy: float
+    labels: np.ndarray
+    correct: np.ndarray
+    success: np.ndarray
+    l2: np.ndarray
+    linf: np.ndarray
+    best_epsilon: np.ndarray
+    adv_label: np.ndarray
+    records_path: str | None = None
+
+    def operating_characteristic(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(thresholds, P(D))`` of eq. 21 over the correctly classified images."""
+        mask = self.correct
+        if self.n == 0:
+            return np.zeros([0]), np.zeros([0])
+        return metrics.operating_characteristic(self.l2[mask], self.success[mask], self.n)
+
+    def to_row(self) -> dict[str, Any]:
+        """A flat, JSON-friendly summary (``NaN`` become ``None``)."""
+        return {
+            "model": self.model,
+            "attack": self.attack,
+            "n0": self.n0,
+            "n": self.n,
+            "n_success": self.n_success,
+            "psuc": _none_if_nan(self.psuc),
+            "mean_l2": _none_if_nan(self.mean_l2),
+            "seconds": round(float(self.seconds), 3),
+            "clean_accuracy": _none_if_nan(self.clean_accuracy),
+        }
+
+    @classmethod
+    def from_records(
+        cls,
+        records: list[dict[str, Any]],
+        *,
+        n0: int,
+        model: str,
+        attack: str,
+        records_path: str | None = None,
+    ) -> EvaluationResult:
+        """Rebuilds a result from the per-image records (one per index ``0..n0-1``)."""
+        by_index = {int(r["index"]): r for r in records}
+        missing = sorted(set(range(n0)) - set(by_index))
+        if missing:
+            raise ValueError(f"records miss {len(missing)} images, e.g. index {missing[0]}")
+
+        def column(key: str, dtype: Any, default: Any = np.nan) -> np.ndarray:
+            values = [by_index[i][key] for i in range(n0)]
+            return np.array([default if x is None else x for x in values], dtype=dtype)
+
+        labels = column("label", np.int64)
+        correct = column("correct", bool)
+        success = column("success", bool) & correct
+        l2 = column("l2", np.float64)
+        n = int(correct.sum())
+        n_success = int(success.sum())
+        return cls(
+            model=model,
+            attack=attack,
+            n0=n0,
+            n=n,
+            n_success=n_success,
+            psuc=metrics.success_probability(success, correct),
+            mean_l2=metrics.conditional_mean_distortion(l2, success),
+            seconds=float(sum(float(by_index[i].get("seconds") or 0.0) for i in range(n0))),
+            clean_accuracy=n / n0 if n0 else float("nan"),
+            labels=labels,
+            correct=correct,
+            success=success,
+            l2=l2,
+            linf=column("linf", np.float64),
+            best_epsilon=column("best_epsilon", np.float64),
+            adv_label=column("adv_label", np.int64, -1),
+            records_path=records_path,
+        )
+
+
+def _none_if_nan(value: float) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _json_float(value: Any) -> float | None:
+    value = float(value)
+    return None if not math.isfinite(value) else value
+
+
+# -- record files ------------------------------------------------------------------------------
+def read_records(path: Any) -> tuple[dict[str, Any], list[dict[str, Any]], int | None]:
+    """Reads a record file written by :func:`evaluate_attack`.
+
+    Args:
+        path: the JSONL file.
+
+    Returns:
+        ``(header, records, truncated_at)``: the header dict, the parsed records, and the byte
+        offset where a truncated last line starts (``None`` if the file ends cleanly).
+
+    Raises:
+        ValueError: the file is empty, its first line is not a tfsmooth header, or a line other
+            than the last one is not a valid record (the message names the line).
+    """
+    path = pathlib.Path(path)
+    data = path.read_bytes()
+    if not data:
+        raise ValueError(f"{path} is empty: expected a tfsmooth record file (JSONL with header)")
+    lines = data.split(b"\n")
+    ends_cleanly = data.endswith(b"\n")
+    if ends_cleanly:
+        lines = lines[:-1]
+    try:
+        header = json.loads(lines[0])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = None
+    if not isinstance(header, dict) or header.get("format") != RECORDS_FORMAT:
+        raise ValueError(
+            f"{path} is not a tfsmooth record file: expected a first line with "
+            f'"format": "{RECORDS_FORMAT}"; remove it or choose another records_path'
+        )
+    records: list[dict[str, Any]] = []
+    truncated_at: int | None = None
+    offset = len(lines[0]) + 1
+    for number, raw in enumerate(lines[1:], start=2):
+        is_last = number == len(lines)
+        if is_last and not ends_cleanly:  # cut by a kill (complete JSON or not): recompute
+            truncated_at = offset
+            break
+        try:
+            record = json.loads(raw)
+            valid = isinstance(record, dict) and set(record) >= _RECORD_KEYS
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            valid = False
+        if not valid:
+            raise ValueError(
+                f"{path}, line {number}: not a valid record ({raw[:80]!r}); the file is "
+                f"corrupted — remove it to start over"
+            )
+        records.append(record)
+        offset += len(raw) + 1
+    if truncated_at is None and not ends_cleanly and len(lines) == 1:
+        raise ValueError(f"{path}: header line is not terminated; the file is corrupted")
+    return header, records, truncated_at
+
+
+# -- input checks ------------------------------------------------------------------------------
+def _check_labels(labels: Any, n: int) -> np.ndarray:
+    array = np.asarray(labels)
+    if array.ndim != 1 or array.shape[0] != n:
+        raise ValueError(f"`labels` must have shape ({n},), got {array.shape}")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"`labels` must be integers, got dtype {array.dtype}")
+    return array.astype(np.int64)
+
+
+def _epsilon_spec(epsilons: Any) -> list[float] | float | None:
+    if epsilons is None:
+        return None
+    if isinstance(epsilons, (list, tuple, np.ndarray)):
+        values = [float(e) for e in np.asarray(epsilons, dtype=np.float64).reshape(-1)]
+        if not values:
+            raise ValueError("`epsilons` must not be an empty list")
+        return values
+    return float(epsilons)
+
+
+def _make_progress(progress: Any, total: int) -> Callable[[int], None] | None:
+    if progress is None or progress is False:
+        return None
+    if progress is True:
+        import keras
+
+        bar = keras.utils.Progbar(total, unit_name="image")
+        return lambda done: bar.update(done)
+    if callable(progress):
+        return lambda done: progress(done, total)
+    raise TypeError(f"`progress` must be None, a bool or a callable, got {progress!r}")
+
+
+# -- attack on one batch -----------------------------------------------------------------------
+def _attack_chunk(
+    model: Model, attack: Attack, images: tf.Tensor, labels: tf.Tensor, epsilons: Any
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Attacks one chunk; returns success ``[K, n]``, L2 ``[K, n]``, Linf ``[K, n]``, labels."""
+    result = attack(model, images, labels, epsilons=epsilons)
+    clipped = result.clipped if isinstance(result.clipped, list) else [result.clipped]
+    adversarials = tf.stack(clipped, axis=0)  # [K, n, H, W, C]
+    delta = tf.reshape(adversarials - images[None], [len(clipped), tf.shape(images)[0], -1])
+    l2 = tf.norm(delta, axis=-1)
+    linf = tf.reduce_max(tf.abs(delta), axis=-1)
+    predicted = tf.stack([tf.argmax(model(a), axis=-1) for a in clipped], axis=0)
+    return tf.cast(result.success, tf.bool), l2, linf, predicted
+
+
+def _padded(array: np.ndarray, size: int) -> np.ndarray:
+    """``array`` with its last row repeated up to ``size`` rows."""
+    missing = size - array.shape[0]
+    if missing <= 0:
+        return array
+    return np.concatenate([array, np.repeat(array[-1:], missing, axis=0)])
+
+
+def _attack_batch(
+    model: Model,
+    attack: Attack,
+    images: np.ndarray,
+    labels: np.ndarray,
+    epsilons: Any,
+    strategy: Any,
+    size: int,
+) -> tuple[np.ndarray, ...]:
+    """Attacks a batch, split evenly over the devices of ``strategy`` if given.
+
+    Every call of the attack gets the same number of images (``size``, or ``size / replicas``
+    rounded up): short chunks are padded by repeating their last image and the padding is
+    dropped from the results. One input shape means one trace of the attack's ``tf.function``
+    (varying batch sizes would retrace it, and relaxed traces break some attack loops).
+
+    With a strategy, each replica's chunk runs under ``tf.device(replica device)``, one after
+    the other. (Calling the attack inside ``strategy.run`` traces its ``tf.function``
+    concurrently from the replica threads; dispatching per device is simple and exact.)
+    """
+    n = images.shape[0]
+    devices = [None] if strategy is None else list(strategy.extended.worker_devices)
+    per_device = -(-max(size, n) // len(devices))
+    parts: list[tuple[np.ndarray, ...]] = []
+    for number, device in enumerate(devices):
+        start = number * per_device
+        if start >= n:
+            break
+        chunk = slice(start, start + per_device)
+        x = tf.constant(_padded(images[chunk], per_device))
+        y = tf.constant(_padded(labels[chunk], per_device))
+        real = min(per_device, n - start)
+        if device is None:
+            outputs = _attack_chunk(model, attack, x, y, epsilons)
+        else:
+            with tf.device(device):
+                outputs = _attack_chunk(model, attack, x, y, epsilons)
+        parts.append(tuple(np.asarray(o)[:, :real] for o in outputs))
+    return tuple(np.concatenate([p[i] for p in parts], axis=1) for i in range(4))
+
+
+# -- the runner --------------------------------------------------------------------------------
+def evaluate_attack(
+    model: Any,
+    attack: Attack,
+    images: Any,
+    labels: Any,
+    *,
+    epsilons: Any = None,
+    batch_size: int = 100,
+    records_path: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: Any = None,
+    strategy: Any = None,
+    attack_name: str | None = None,
+    model_name: str | None = None,
+) -> EvaluationResult:
+    """Evaluates an attack on a test set with the protocol of the paper (§5.1).
+
+    Args:
+        model: a :class:`~tfsmooth.models.Model`, Keras model or callable (bounds ``(0, 1)``).
+        attack: a :class:`~tfsmooth.attacks.Attack`.
+        images: float ``[N0, H, W, C]`` in the model's bounds.
+        labels: integer ``[N0]``.
+        epsilons: for a :class:`~tfsmooth.attacks.FixedEpsilonAttack` a number or a list (one
+            run each; success if any, distortion the minimum over the successful runs); for a
+            minimization attack ``None`` (one run).
+        batch_size: images per batch (the batches are fixed slices of the input set, so the
+            batch ids of the records are stable across resumed runs).
+        records_path: optional JSONL file of per-image records (see the module docstring).
+        resume: continue the run recorded in ``records_path``.
+        progress: ``None``/``False`` (silent), ``True`` (a ``keras.utils.Progbar``) or a callable
+            ``progress(done, total)`` called after each batch.
+        strategy: optional ``tf.distribute.Strategy`` (e.g. ``MirroredStrategy``): each batch
+            is split evenly over its replica devices (``strategy.extended.worker_devices``),
+            each chunk attacked on its device, and the results gathered in order.
+        attack_name: name for records and rows (default: the attack's class name).
+        model_name: name for records and rows (default: the model's name).
+
+    Returns:
+        :class:`EvaluationResult`.
+
+    Raises:
+        ValueError: bad shapes or sizes; ``records_path`` exists and ``resume`` is false; a
+            record file that is foreign, corrupted (other than a truncated last line) or
+            belongs to another run (different model, attack, epsilons, data or batch size).
+        TypeError: ``attack`` is not an attack, bad ``progress``.
+
+    Example:
+        >>> from tfsmooth.attacks import LinfFastGradientAttack
+        >>> net = tf.keras.Sequential([tf.keras.Input([4, 4, 1]), tf.keras.layers.Flatten(),
+        ...                            tf.keras.layers.Dense(3)])
+        >>> images = np.random.default_rng(0).uniform(size=[6, 4, 4, 1]).astype("float32")
+        >>> labels = np.argmax(net(images), axis=1)
+        >>> result = evaluate_attack(net, LinfFastGradientAttack(), images, labels,
+        ...                          epsilons=[0.1, 1.0], batch_size=4)
+        >>> result.n0, result.n, result.psuc
+        (6, 6, 1.0)
+    """
+    if not isinstance(attack, Attack):
+        raise TypeError(f"`attack` must be a tfsmooth.attacks.Attack, got {type(attack).__name__}")
+    if not isinstance(resume, bool):
+        raise TypeError(f"`resume` must be a bool, got {resume!r}")
+    batch_size = v.check_int_at_least(batch_size, "batch_size", 1)
+    model = as_model(model)
+    images_t = v.check_image_batch(images, "images", bounds=model.bounds)
+    images_np = np.asarray(images_t.numpy())
+    n0 = int(images_np.shape[0])
+    labels_np = _check_labels(labels, n0)
+    if n0 < 1:
+        raise ValueError("`images` must hold at least one image, got 0")
+    eps = _epsilon_spec(epsilons)
+    if isinstance(attack, FixedEpsilonAttack) and eps is None:
+        raise ValueError(f"{type(attack).__name__} targets a distortion: pass `epsilons`")
+    eps_list = eps if isinstance(eps, list) else [eps]
+    model_name = model_name or model.name
+    attack_name = attack_name or type(attack).__name__
+
+    header = {
+        "format": RECORDS_FORMAT,
+        "model": model_name,
+        "model_fingerprint": model_fingerprint(model),
+        "attack": attack_name,
+        "attack_config": repr(attack),
+        "epsilons": eps,
+        "batch_size": batch_size,
+        "n_images": n0,
+        "data_fingerprint": data_fingerprint(images_np, labels_np),
+        "version": __version__,
+    }
+    run_id = _run_fingerprint(header)
+    header["run"] = run_id
+
+    records: dict[int, dict[str, Any]] = {}
+    handle = None
+    if records_path is not None:
+        path = pathlib.Path(records_path)
+        if path.exists() and not resume:
+            raise ValueError(
+                f"{path} exists: pass resume=True to continue that run, or remove the file"
+            )
+        if path.exists():
+            old_header, old_records, truncated_at = read_records(path)
+            differ = [k for k in _HEADER_KEYS if old_header.get(k) != header.get(k)]
+            if differ:
+                raise ValueError(
+                    f"{path} records another run (differs in {differ}); remove it or use "
+                    f"another records_path"
+                )
+            for number, record in enumerate(old_records, start=2):
+                index = record.get("index")
+                if (
+                    record.get("run") != run_id
+                    or not isinstance(index, int)
+                    or not 0 <= index < n0
+                    or index in records
+                ):
+                    raise ValueError(
+                        f"{path}, line {number}: record does not belong to this run or repeats "
+                        f"an image; the file is corrupted — remove it to start over"
+                    )
+                records[index] = record
+            if truncated_at is not None:
+                logger.warning("%s: dropping a truncated last line (interrupted run)", path)
+                with open(path, "r+b") as f:
+                    f.truncate(truncated_at)
+            handle = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "x", encoding="utf-8")  # noqa: SIM115
+            handle.write(json.dumps(header) + "\n")
+            handle.flush()
+        logger.info(
+            "%s on %s: %d of %d images already recorded", attack_name, model_name, len(records), n0
+        )
+
+    report = _make_progress(progress, n0)
+    try:
+        clean = model.predict(images_t, batch_size=batch_size).numpy()
+        correct = clean == labels_np
+        for batch_id, start in enumerate(range(0, n0, batch_size)):
+            stop = min(start + batch_size, n0)
+            indices = np.arange(start, stop)
+            missing = [i for i in indices if int(i) not in records]
+            if not missing:
+                if report:
+                    report(len(records))
+                continue
+            new = _evaluate_batch(
+                model,
+                attack,
+                images_np,
+                labels_np,
+                indices,
+                correct,
+                clean,
+                eps_list,
+                eps,
+                strategy,
+                min(batch_size, n0),
+            )
+            lines = []
+            for record in new:
+                if record["index"] in records:
+                    continue
+                record.update(model=model_name, attack=attack_name, batch=batch_id, run=run_id)
+                records[record["index"]] = record
+                lines.append(json.dumps(record))
+            if handle is not None:
+                handle.write("\n".join(lines) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            if report:
+                report(len(records))
+    finally:
+        if handle is not None:
+            handle.close()
+
+    return EvaluationResult.from_records(
+        list(records.values()),
+        n0=n0,
+        model=model_name,
+        attack=attack_name,
+        records_path=None if records_path is None else str(records_path),
+    )
+
+
+def _evaluate_batch(
+    model: Model,
+    attack: Attack,
+    images: np.ndarray,
+    labels: np.ndarray,
+    indices: np.ndarray,
+    correct: np.ndarray,
+    clean: np.ndarray,
+    eps_list: list[Any],
+    eps: Any,
+    strategy: Any,
+    size: int,
+) -> list[dict[str, Any]]:
+    """Records for the images ``indices`` (all of one batch)."""
+    started = time.perf_counter()
+    attacked = indices[correct[indices]]
+    results: dict[int, dict[str, Any]] = {}
+    if attacked.size:
+        success, l2, linf, predicted = _attack_batch(
+            model, attack, images[attacked], labels[attacked], eps, strategy, size
+        )
+        ok, distance, best = metrics.combine_multi_epsilon(success, l2, return_index=True)
+        for j, index in enumerate(attacked):
+            k = int(best[j]) if ok[j] else len(eps_list) - 1
+            epsilon = eps_list[k] if ok[j] else None
+            results[int(index)] = {
+                "success": bool(ok[j]),
+                "l2": _json_float(distance[j]) if ok[j] else None,
+                "linf": _json_float(linf[k, j]) if ok[j] else None,
+                "best_epsilon": None if epsilon is None else float(epsilon),
+                "adv_label": int(predicted[k, j]),
+            }
+    seconds = (time.perf_counter() - started) / len(indices)
+    records = []
+    for index in indices:
+        index = int(index)
+        record = {
+            "index": index,
+            "label": int(labels[index]),
+            "correct": bool(correct[index]),
+            "success": False,
+            "l2": None,
+            "linf": None,
+            "best_epsilon": None,
+            "adv_label": int(clean[index]),
+            "seconds": seconds,
+        }
+        record.update(results.get(index, {}))
+        records.append(record)
+    return records
