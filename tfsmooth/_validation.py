@@ -23,6 +23,7 @@ __all__ = [
     "check_open_unit_interval",
     "check_positive",
     "check_range",
+    "check_size",
     "static_value",
 ]
 
@@ -159,6 +160,20 @@ def check_int_at_least(value: Any, name: str, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def check_size(value: Any, name: str) -> tuple[int, int]:
+    """Returns ``value`` as ``(height, width)``, two integers >= 1."""
+    try:
+        items = tuple(value)
+    except TypeError:
+        items = ()
+    if len(items) != 2:
+        raise ValueError(f"`{name}` must be (height, width), got {value!r}")
+    return (
+        check_int_at_least(items[0], f"{name}[0]", 1),
+        check_int_at_least(items[1], f"{name}[1]", 1),
+    )
 
 
 def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:

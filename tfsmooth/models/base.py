@@ -93,12 +93,7 @@ class Model:
                 f"got {type(preprocessing).__name__}"
             )
         if input_size is not None:
-            if len(tuple(input_size)) != 2:
-                raise ValueError(f"`input_size` must be (height, width), got {input_size!r}")
-            input_size = (
-                v.check_int_at_least(input_size[0], "input_size[0]", 1),
-                v.check_int_at_least(input_size[1], "input_size[1]", 1),
-            )
+            input_size = v.check_size(input_size, "input_size")
         if isinstance(label_offset, bool) or not isinstance(label_offset, int):
             raise TypeError(f"`label_offset` must be an int, got {label_offset!r}")
         if num_classes is not None:

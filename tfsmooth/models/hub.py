@@ -445,12 +445,7 @@ def load_hub_model(
         FileNotFoundError: TF-Hub model ... is not in the TF-Hub cache ...
     """
     if input_size is not None:
-        if len(tuple(input_size)) != 2:
-            raise ValueError(f"`input_size` must be (height, width), got {input_size!r}")
-        input_size = (
-            v.check_int_at_least(input_size[0], "input_size[0]", 1),
-            v.check_int_at_least(input_size[1], "input_size[1]", 1),
-        )
+        input_size = v.check_size(input_size, "input_size")
     if num_classes is not None:
         num_classes = v.check_int_at_least(num_classes, "num_classes", 2)
     path, url = _resolve(handle_or_path, cache_dir)
