@@ -14,7 +14,7 @@ EXTRAS = {
     "hub": ["tensorflow-hub>=0.16", "setuptools<82"],
     "data": ["tensorflow-datasets>=4.9", "importlib_resources>=6"],
     "plot": ["matplotlib>=3.7"],
-    "docs": ["sphinx>=7", "matplotlib>=3.7"],
+    "docs": ["sphinx>=7", "scikit-image>=0.22"],
     "test": [
         "pytest>=8",
         "ruff>=0.6",
@@ -25,6 +25,8 @@ EXTRAS = {
         "pillow>=10",
     ],
     "bench": [
+        "scikit-image>=0.22",
+        "psutil>=5",
         "foolbox>=3.3,<3.4",
         "adversarial-robustness-toolbox>=1.20,<1.21",
         "cleverhans>=4.0,<4.1",
