@@ -62,7 +62,8 @@ def _cmd_train_mnist(args: argparse.Namespace) -> int:
 def _cmd_magnify(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from tfsmooth.demo import load_sample_image, save_png
+    from tfsmooth._io import save_png
+    from tfsmooth.demo import load_sample_image
     from tfsmooth.magnification import magnify, to_display
 
     os.makedirs(args.out, exist_ok=True)
@@ -101,8 +102,40 @@ def _cmd_magnify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_overrides(items: Sequence[str] | None) -> dict[str, dict[str, object]]:
+    """``["sC&W:steps=5", "sC&W:smoother.max_iter=10"]`` -> ``{"sC&W": {...}}``."""
+    overrides: dict[str, dict[str, object]] = {}
+    for item in items or ():
+        name, sep, setting = item.partition(":")
+        key, eq, text = setting.partition("=")
+        if not sep or not eq or not name.strip() or not key.strip():
+            raise ValueError(
+                f"--override expects ATTACK:KEY=VALUE (e.g. 'sC&W:steps=20'), got {item!r}"
+            )
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        overrides.setdefault(name.strip(), {})[key.strip()] = value
+    return overrides
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
+    overrides = _parse_overrides(args.override)
     if args.dataset == "mnist":
+        imagenet_only = [
+            flag
+            for flag, value in (
+                ("--data", args.data),
+                ("--adv-checkpoint", args.adv_checkpoint),
+                ("--defense", args.defense),
+                ("--transfer", args.transfer),
+                ("--cache-dir", args.cache_dir),
+            )
+            if value
+        ]
+        if imagenet_only:
+            raise ValueError(f"{', '.join(imagenet_only)}: ImageNet options, not for MNIST")
         from tfsmooth.evaluation.reproduce import reproduce_mnist
 
         summary = reproduce_mnist(
@@ -111,13 +144,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             quick=args.quick,
             resume=args.resume,
             progress=not args.no_progress,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size or 100,
             models=args.models or ("c4", "c4-adv"),
             attacks=args.attacks,
+            overrides=overrides or None,
             source=args.source,
         )
     else:
-        return _reproduce_imagenet(args)
+        summary = _reproduce_imagenet(args, overrides)
     meta = summary["meta"]
     accuracy = ", ".join(f"{m} {a:.4f}" for m, a in meta["clean_accuracy"].items())
     print(
@@ -130,8 +164,73 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reproduce_imagenet(args: argparse.Namespace) -> int:
-    raise ValueError("`reproduce imagenet` is not available in this version")
+def _reproduce_imagenet(args: argparse.Namespace, overrides: dict[str, dict[str, object]]) -> dict:
+    from tfsmooth.evaluation.reproduce_imagenet import reproduce_imagenet
+
+    if args.data is None:
+        raise ValueError(
+            "`reproduce imagenet` needs --data DIR, the NIPS 2017 dev set (dev_dataset.csv and "
+            "<ImageId>.png files)"
+        )
+    if args.models:
+        raise ValueError("--models is for MNIST; for ImageNet use --model and --adv-checkpoint")
+    return reproduce_imagenet(
+        args.out,
+        data_dir=args.data,
+        model=args.model,
+        adv_checkpoint=args.adv_checkpoint,
+        n=args.n,
+        quick=args.quick,
+        resume=args.resume,
+        progress=not args.no_progress,
+        batch_size=args.batch_size or 10,
+        attacks=args.attacks,
+        overrides=overrides or None,
+        defense=args.defense,
+        transfer=args.transfer,
+        cache_dir=args.cache_dir,
+    )
+
+
+def _cmd_attack(args: argparse.Namespace) -> int:
+    from tfsmooth.evaluation.reproduce_imagenet import attack_images
+
+    if args.labels == "predicted":
+        print(
+            "labels: the model's own predictions on the clean images (pass --labels CSV with "
+            "columns file,label to use true labels)"
+        )
+    summary = attack_images(
+        args.model,
+        args.images,
+        args.attack,
+        args.out,
+        labels=args.labels,
+        n=args.n,
+        resume=args.resume,
+        epsilons=args.epsilon,
+        input_size=tuple(args.input_size) if args.input_size else None,
+        preprocessing=args.preprocessing,
+        batch_size=args.batch_size,
+        quick=args.quick,
+        overrides=_parse_overrides(args.override) or None,
+        progress=not args.no_progress,
+        cache_dir=args.cache_dir,
+    )
+    row = summary["row"]
+    meta = summary["meta"]
+    height, width = meta["image_size"]
+    psuc = "–" if row["psuc"] is None else f"{row['psuc']:.2f}"
+    mean_l2 = "–" if row["mean_l2"] is None else f"{row['mean_l2']:.3f}"
+    print(
+        f"\n{row['attack']} on {row['model']}: {row['n0']} images of {height}x{width}, "
+        f"{row['n']} classified as labelled; {row['n_success']} adversarial (Psuc {psuc}), "
+        f"mean L2 {mean_l2}; {row['png_success']} still adversarial as 8-bit PNG"
+    )
+    print(f"written to {args.out} in {summary['seconds']:.0f} s:")
+    for key, path in summary["files"].items():
+        print(f"  {key:12s} {path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,22 +274,125 @@ def build_parser() -> argparse.ArgumentParser:
 
     reproduce = commands.add_parser(
         "reproduce",
-        help="reproduce the paper's tables (MNIST: Tables 1-2, Figures 2 and 5)",
+        help="reproduce the paper's tables (MNIST: Tables 1-2; ImageNet: Tables 1-3)",
         description="Runs the six attacks with the paper's settings and writes results.json, "
         "report.md (ours beside the paper's), CSV, per-image JSONL records (resumable with "
         "--resume) and figures to --out.",
     )
     reproduce.add_argument("dataset", choices=["mnist", "imagenet"])
     reproduce.add_argument("--n", type=int, default=None, help="number of test images")
-    reproduce.add_argument("--quick", action="store_true", help="fewer iterations (minutes)")
+    reproduce.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer iterations than the paper's protocol (I-FGSM/PGD2 5 steps, C&W 2 x 40 "
+        "steps): a smoke run, flagged in the report",
+    )
     reproduce.add_argument("--out", default="tfsmooth-results", help="output directory")
     reproduce.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    reproduce.add_argument("--batch-size", type=int, default=100)
-    reproduce.add_argument("--models", nargs="+", default=None, help="subset of the models")
+    reproduce.add_argument(
+        "--batch-size", type=int, default=None, help="images per batch (MNIST 100, ImageNet 10)"
+    )
+    reproduce.add_argument("--models", nargs="+", default=None, help="MNIST: subset of the models")
     reproduce.add_argument("--attacks", nargs="+", default=None, help="subset of the attacks")
     reproduce.add_argument("--source", default="auto", help="MNIST source")
     reproduce.add_argument("--no-progress", action="store_true", help="no progress bars")
+    reproduce.add_argument(
+        "--override",
+        action="append",
+        default=None,
+        metavar="ATTACK:KEY=VALUE",
+        help="change one attack setting, e.g. 'C&W:steps=100' or (ImageNet) "
+        "'sC&W:smoother.max_iter=20'; repeatable, recorded in results.json",
+    )
+    imagenet = reproduce.add_argument_group("ImageNet")
+    imagenet.add_argument("--data", default=None, help="the NIPS 2017 dev set directory")
+    imagenet.add_argument(
+        "--model",
+        default="inception_v3",
+        help="inception_v3 or resnet_v2_50 (TF-Hub, from $TFHUB_CACHE_DIR), or a SavedModel "
+        "directory (Table 1)",
+    )
+    imagenet.add_argument(
+        "--adv-checkpoint",
+        default=None,
+        help="TF1-slim checkpoint of the adversarially trained InceptionV3 (Table 2)",
+    )
+    imagenet.add_argument(
+        "--defense",
+        action="store_true",
+        help="Table 3: transfer the attacks to the model behind the bilateral filter",
+    )
+    imagenet.add_argument(
+        "--transfer",
+        action="store_true",
+        help="Table 3: transfer the attacks to the --adv-checkpoint model",
+    )
+    imagenet.add_argument("--cache-dir", default=None, help="TF-Hub cache ($TFHUB_CACHE_DIR)")
     reproduce.set_defaults(handler=_cmd_reproduce)
+
+    attack = commands.add_parser(
+        "attack",
+        help="attack your own images with your own model (SavedModel or .keras)",
+        description="Attacks every image of --images with the paper's ImageNet settings and "
+        "writes the adversarial images and the perturbations as PNGs, per-image JSONL records "
+        "(resumable with --resume) and summary.json to --out. The model takes images in [0, 1] "
+        "(else give --preprocessing). Without --labels, the labels are the model's own "
+        "predictions on the clean images.",
+    )
+    attack.add_argument(
+        "--model",
+        required=True,
+        help="SavedModel directory, .keras file, or "
+        "inception_v3 / resnet_v2_50 from the TF-Hub cache",
+    )
+    attack.add_argument("--images", required=True, help="directory of PNG / JPEG images")
+    attack.add_argument(
+        "--attack", required=True, choices=["scw", "cw", "pgd2", "spgd2", "fgsm", "ifgsm"]
+    )
+    attack.add_argument("--out", default="tfsmooth-attack", help="output directory")
+    attack.add_argument(
+        "--labels",
+        default="predicted",
+        help="'predicted' (default: the model's own predictions) or a CSV file with the "
+        "columns file,label",
+    )
+    attack.add_argument("--n", type=int, default=None, help="attack only the first N images")
+    attack.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    attack.add_argument(
+        "--epsilon",
+        type=float,
+        nargs="+",
+        default=None,
+        help="distortion target(s) of fgsm/ifgsm (Linf) or pgd2/spgd2 (L2); default the "
+        "paper's: 0.1255, or 1 2 3 4 5 6",
+    )
+    attack.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="size the images are cropped and resized to (default: the model's fixed size, "
+        "else the images' own)",
+    )
+    attack.add_argument(
+        "--preprocessing",
+        choices=["tf", "torch", "caffe"],
+        default=None,
+        help="map the [0, 1] images for a model that expects other inputs",
+    )
+    attack.add_argument("--batch-size", type=int, default=8)
+    attack.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
+    attack.add_argument(
+        "--override",
+        action="append",
+        default=None,
+        metavar="ATTACK:KEY=VALUE",
+        help="change one attack setting, e.g. 'sC&W:steps=100'",
+    )
+    attack.add_argument("--cache-dir", default=None, help="TF-Hub cache ($TFHUB_CACHE_DIR)")
+    attack.add_argument("--no-progress", action="store_true", help="no progress bar")
+    attack.set_defaults(handler=_cmd_attack)
 
     mag = commands.add_parser(
         "magnify",
@@ -208,6 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_tensorflow_error(err: BaseException) -> bool:
+    """Whether ``err`` is a ``tf.errors.OpError`` (checked without importing TensorFlow)."""
+    tf_errors = sys.modules.get("tensorflow.python.framework.errors_impl")
+    op_error = getattr(tf_errors, "OpError", None)
+    return op_error is not None and isinstance(err, op_error)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tfsmooth`` command; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -222,8 +431,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.handler(args))
-    except (ValueError, TypeError, FileNotFoundError, PermissionError, ImportError) as err:
+    except (ValueError, TypeError, OSError, ImportError) as err:
         print(f"tfsmooth {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        if not _is_tensorflow_error(err):
+            raise
+        # e.g. a SavedModel that rejects the images it is given: TF's message, first line only
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"tfsmooth {args.command}: error: {type(err).__name__}: {first}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"tfsmooth {args.command}: interrupted", file=sys.stderr)

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfsmooth._io import save_png
 from tfsmooth.magnification import magnify, to_display
 from tfsmooth.smoothing import Smoother
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DemoResult", "load_sample_image", "run_smoothing_demo", "save_png"]
+__all__ = ["DemoResult", "load_sample_image", "run_smoothing_demo"]
 
 SAMPLE_IMAGE = "astronaut_256.png"
 
@@ -61,14 +62,6 @@ class DemoResult:
     cg_residual: float
     seconds: float
     smoother: dict[str, Any]
-
-
-def save_png(array: Any, path: str | pathlib.Path) -> None:
-    """Writes an RGB (or grey) array with values in ``[0, 1]`` as an 8-bit PNG."""
-    from PIL import Image
-
-    pixels = np.clip(np.round(np.asarray(array) * 255.0), 0, 255).astype(np.uint8)
-    Image.fromarray(pixels).save(path)
 
 
 def run_smoothing_demo(

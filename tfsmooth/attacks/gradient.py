@@ -179,6 +179,9 @@ class _GradientAttack(FixedEpsilonAttack):
                     if stop_on_success:
                         done = criterion.is_adversarial(logits)
                         new = tf.where(tf.reshape(done, [-1, 1, 1, 1]), x, new)
+                    # A model may lose the static batch size; the loop state keeps its shapes.
+                    new.set_shape(x.shape)
+                    previous.set_shape(x.shape)
                     return i + 1, new, previous
 
                 _, x, _ = tf.while_loop(

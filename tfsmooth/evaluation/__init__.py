@@ -77,3 +77,22 @@ __all__ = [
     "write_csv",
     "write_results",
 ]
+
+# ImageNet reproduction (Tables 1-3) and attacks on a user's own model and images.
+from tfsmooth.evaluation.reproduce_imagenet import (  # noqa: E402
+    IMAGENET_MODELS,
+    IMAGENET_QUICK,
+    TABLE3_PAPER_RESULTS,
+    attack_images,
+    load_imagenet_model,
+    reproduce_imagenet,
+)
+
+__all__ += [
+    "IMAGENET_MODELS",
+    "IMAGENET_QUICK",
+    "TABLE3_PAPER_RESULTS",
+    "attack_images",
+    "load_imagenet_model",
+    "reproduce_imagenet",
+]

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from tfsmooth import _validation as v
+from tfsmooth._io import check_out_dir
 from tfsmooth._version import __version__
 from tfsmooth.evaluation import presets as presets_lib
 from tfsmooth.evaluation import report as report_lib
@@ -40,22 +41,6 @@ MNIST_MODELS = {"c4": "mnist", "c4-adv": "mnist-adv"}
 
 def _file_name(model: str, attack: str) -> str:
     return f"{model}__{attack.replace('&', '')}.jsonl"
-
-
-def _check_out_dir(out_dir: Any) -> pathlib.Path:
-    if not isinstance(out_dir, (str, os.PathLike)):
-        raise TypeError(f"`out_dir` must be a path, got {type(out_dir).__name__}")
-    path = pathlib.Path(out_dir)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"`out_dir` must be a directory, got an existing file {path}")
-    try:
-        (path / "records").mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
-        probe.write_text("ok", encoding="utf-8")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"`out_dir` {path} is not writable: {err}") from err
-    return path
 
 
 def reproduce_mnist(
@@ -141,7 +126,7 @@ def reproduce_mnist(
             f"`n` must be at most the number of test images available ({len(data)} from "
             f"{data.source}), got {n}"
         )
-    out = _check_out_dir(out_dir)
+    out = check_out_dir(out_dir, "records")
     images = data.images[:n] if n is not None else data.images
     labels = data.labels[:n] if n is not None else data.labels
     built = presets_lib.build_attacks(preset)
