@@ -19,6 +19,9 @@ __all__ = ["build_parser", "main"]
 
 EXIT_USAGE = 2
 
+#: Test images of ``reproduce mnist --quick`` when ``--n`` is not given.
+QUICK_MNIST_IMAGES = 100
+
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tfsmooth.demo import run_smoothing_demo
@@ -140,7 +143,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
         summary = reproduce_mnist(
             args.out,
-            n=args.n,
+            n=QUICK_MNIST_IMAGES if args.quick and args.n is None else args.n,
             quick=args.quick,
             resume=args.resume,
             progress=not args.no_progress,
@@ -285,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help="fewer iterations than the paper's protocol (I-FGSM/PGD2 5 steps, C&W 2 x 40 "
-        "steps): a smoke run, flagged in the report",
+        f"steps) and, for MNIST without --n, the first {QUICK_MNIST_IMAGES} test images: a "
+        "smoke run of a few minutes, flagged in the report",
     )
     reproduce.add_argument("--out", default="tfsmooth-results", help="output directory")
     reproduce.add_argument("--resume", action="store_true", help="continue an interrupted run")
