@@ -161,3 +161,42 @@ def markdown_table(
             f"{_fmt(row['seconds'], 1)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def report_preamble(title: str, data_line: str, meta: dict[str, Any]) -> list[str]:
+    """The first lines of a reproduction's ``report.md``: title, quick-run banner, run facts.
+
+    Args:
+        title: the report's title (without ``#``).
+        data_line: what data was used, e.g. ``"MNIST test, 1000 images from `tfds`"``.
+        meta: the run's ``meta`` (``quick``, ``clean_accuracy``, ``version``, ``batch_size``,
+            ``preset``).
+
+    Example:
+        >>> meta = {"quick": False, "clean_accuracy": {"c4": 0.97}, "version": "0",
+        ...         "batch_size": 10, "preset": {"notes": "paper"}}
+        >>> report_preamble("T", "data", meta)[0]
+        '# T'
+    """
+    lines = [f"# {title}", ""]
+    if meta["quick"]:
+        lines += [
+            "> **QUICK run**: fewer iterations than the paper's protocol; the numbers are "
+            "indicative only.",
+            "",
+        ]
+    accuracy = ", ".join(f"{m}: {a:.4f}" for m, a in meta["clean_accuracy"].items())
+    return lines + [
+        f"- data: {data_line}",
+        f"- clean accuracy (N/N0): {accuracy}",
+        f"- tfsmooth {meta['version']}, batch size {meta['batch_size']}",
+        f"- settings: {meta['preset']['notes']}",
+    ]
+
+
+def figure_line(files: dict[str, str], keys: Any) -> list[str]:
+    """A ``Figures: ...`` line naming the written figures whose key matches ``keys(key)``."""
+    figures = [f for k, f in files.items() if keys(k)]
+    if not figures:
+        return []
+    return ["", "Figures: " + ", ".join(f"`{pathlib.Path(f).name}`" for f in figures), ""]

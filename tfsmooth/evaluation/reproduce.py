@@ -274,28 +274,19 @@ def _worst_cases(
 def _write_report(
     path: pathlib.Path, table: str, meta: dict[str, Any], files: dict[str, str]
 ) -> pathlib.Path:
-    lines = ["# MNIST reproduction of *Smooth Adversarial Examples* (Tables 1–2)", ""]
-    if meta["quick"]:
-        lines += [
-            "> **QUICK run**: fewer iterations than the paper's protocol; the numbers are "
-            "indicative only.",
-            "",
-        ]
-    accuracy = ", ".join(f"{m}: {a:.4f}" for m, a in meta["clean_accuracy"].items())
+    lines = report_lib.report_preamble(
+        "MNIST reproduction of *Smooth Adversarial Examples* (Tables 1–2)",
+        f"MNIST test, {meta['n_test_images']} images from `{meta['data_source']}` "
+        "(the paper uses all 10,000)",
+        meta,
+    )
     lines += [
-        f"- data: MNIST test, {meta['n_test_images']} images from `{meta['data_source']}` "
-        f"(the paper uses all 10,000)",
-        f"- clean accuracy (N/N0): {accuracy}",
-        f"- tfsmooth {meta['version']}, batch size {meta['batch_size']}",
-        f"- settings: {meta['preset']['notes']}",
         "",
         "Psuc = N_suc / N over the correctly classified images; D = mean L2 distortion over the "
         "successes (pixels in [0, 1]). `c4` is Table 1 (MNIST column), `c4-adv` Table 2.",
         "",
         table,
     ]
-    figures = [f for k, f in files.items() if k.startswith("oc_") or k == "worst_cases"]
-    if figures:
-        lines += ["", "Figures: " + ", ".join(f"`{pathlib.Path(f).name}`" for f in figures), ""]
+    lines += report_lib.figure_line(files, lambda k: k.startswith("oc_") or k == "worst_cases")
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

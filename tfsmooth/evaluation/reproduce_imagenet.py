@@ -676,21 +676,12 @@ def _figures(out: pathlib.Path, results: dict[str, dict[str, EvaluationResult]])
 def _write_report(
     path: pathlib.Path, table: str, table3: str, meta: dict[str, Any], files: dict[str, str]
 ) -> pathlib.Path:
-    lines = ["# ImageNet reproduction of *Smooth Adversarial Examples* (Tables 1–3)", ""]
-    if meta["quick"]:
-        lines += [
-            "> **QUICK run**: fewer iterations than the paper's protocol; the numbers are "
-            "indicative only.",
-            "",
-        ]
-    accuracy = ", ".join(f"{m}: {a:.4f}" for m, a in meta["clean_accuracy"].items())
-    lines += [
-        f"- data: {meta['data_source']}, {meta['n_test_images']} images (the paper uses all "
-        f"1,000 of the NIPS 2017 dev set)",
-        f"- clean accuracy (N/N0): {accuracy} (paper: InceptionV3 0.96, ResNetV2-50 0.93)",
-        f"- tfsmooth {meta['version']}, batch size {meta['batch_size']}",
-        f"- settings: {meta['preset']['notes']}",
-    ]
+    lines = report_lib.report_preamble(
+        "ImageNet reproduction of *Smooth Adversarial Examples* (Tables 1–3)",
+        f"{meta['data_source']}, {meta['n_test_images']} images (the paper uses all 1,000 of "
+        "the NIPS 2017 dev set); paper's clean accuracy: InceptionV3 0.96, ResNetV2-50 0.93",
+        meta,
+    )
     if meta["overrides"]:
         lines.append(f"- overrides: `{json.dumps(meta['overrides'])}`")
     lines += [
@@ -720,9 +711,7 @@ def _write_report(
             "",
             table3,
         ]
-    figures = [f for k, f in files.items() if k.startswith("oc_")]
-    if figures:
-        lines += ["", "Figures: " + ", ".join(f"`{pathlib.Path(f).name}`" for f in figures), ""]
+    lines += report_lib.figure_line(files, lambda k: k.startswith("oc_"))
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
