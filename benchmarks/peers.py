@@ -28,7 +28,7 @@ any other one-time cost); a warm-up on a few images would not do, because our co
 are traced per batch shape. Then ``reps`` timed calls per library, round-robin across the
 libraries so that background load hits all alike; the median is reported. A call includes the
 conversion of the result to numpy. A peer whose first call takes more than ``--max-first-call``
-seconds (60; ART's C&W) is not repeated: its first call is its time. Batch: all N images in one call for every library (ART:
+seconds (300; ART's C&W) is not repeated: its first call is its time. Batch: all N images in one call for every library (ART:
 ``batch_size=N``; CleverHans: one call). CleverHans is also timed with its whole attack wrapped
 in ``tf.function`` ("cleverhans+tf.function"), the fastest way to run it.
 
@@ -375,8 +375,10 @@ def metrics(net: Any, x: np.ndarray, y: np.ndarray, adv: np.ndarray, attack: str
 def _error(exc: BaseException) -> str:
     """The exception's type and the last lines of its message (TF puts the cause at the end)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = " ".join(lines[-3:]) if lines else ""
-    return f"{type(exc).__name__}: {text}"[:400]
+    lines = [line for line in lines if not line.startswith("File ")] or lines
+    text = lines[-1] if lines else ""
+    name = type(exc).__name__
+    return (text if text.startswith(name) else f"{name}: {text}")[:400]
 
 
 def _timed(runner: Runner, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
@@ -392,7 +394,7 @@ def measure(
     y: np.ndarray,
     reps: int,
     log: Any,
-    max_first_call: float = 60.0,
+    max_first_call: float = 300.0,
 ) -> None:
     """First call, then ``reps`` interleaved timed calls for the entries of one attack.
 
@@ -564,15 +566,29 @@ def render(result: dict[str, Any]) -> str:
         " includes tf.function tracing); calls of the libraries interleaved. *ratio*: the fastest"
         " peer's median time / ours (> 1: ours is faster).",
         "",
-        "| attack | library | Psuc | mean L2 | time (s) | first call (s) | ratio | note |",
-        "|---|---|---|---|---|---|---|---|",
+        "| attack | library | Psuc | mean L2 | time (s) | first call (s) | ratio | run | note |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    runs = result.get("merged_runs") or [result["date"]]
+    if len(runs) > 1:
+        legend = ", ".join(f"{i + 1}: finished {run}" for i, run in enumerate(runs))
+        lines[-2:-2] = [
+            f"Rows come from {len(runs)} runs on the same machine (column *run*; {legend});"
+            " ratios compare rows of the same run.",
+            "",
+        ]
+
+    def run_of(record: dict[str, Any]) -> int:
+        run = record.get("run", runs[0])
+        return runs.index(run) + 1 if run in runs else 1
+
     goal_by_attack = {g["attack"]: g for g in result["goals"]}
     for r in result["records"]:
         if r["status"] != "ok":
             error = r["error"].replace("|", "\\|")
             lines.append(
-                f"| {r['attack']} | {r['library']} | - | - | - | - | - | failed: {error} |"
+                f"| {r['attack']} | {r['library']} | - | - | - | - | - | {run_of(r)} |"
+                f" failed: {error} |"
             )
             continue
         ratio = ""
@@ -588,7 +604,8 @@ def render(result: dict[str, Any]) -> str:
             note = (note + "; " if note else "") + f"{r['outside_epsilon']} outside epsilon"
         lines.append(
             f"| {r['attack']} | {r['library']} | {r['psuc']:.3f} | {_fmt(r['mean_l2'])} |"
-            f" {_fmt(r.get('time_s'))} | {r['first_call_s']:.3f} | {ratio} | {note} |"
+            f" {_fmt(r.get('time_s'))} | {r['first_call_s']:.3f} | {ratio} | {run_of(r)} |"
+            f" {note} |"
         )
     lines += [
         "",
@@ -604,7 +621,7 @@ def render(result: dict[str, Any]) -> str:
         lines.append(
             f"- {g['attack']}: vs {g['fastest_peer']}: {g['speedup']:.2f}x"
             f" ({'met' if g['speed_met'] else 'NOT met'}), Psuc {g['psuc_ours']:.3f} vs"
-            f" {g['psuc_peer']:.3f} ({'same' if g['psuc_same'] else 'lower'}), mean L2 ratio"
+            f" {g['psuc_peer']:.3f} ({'not lower' if g['psuc_same'] else 'lower'}), mean L2 ratio"
             f" {_fmt(g['l2_ratio'])} ({'met' if g['l2_met'] else 'NOT met'}) -> "
             f"{'met' if g['met'] else 'NOT met'}"
         )
@@ -662,8 +679,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-first-call",
         type=float,
-        default=60.0,
+        default=300.0,
         help="a peer whose first call takes longer is not repeated (its first call is its time)",
+    )
+    parser.add_argument(
+        "--libraries", default=None, help="comma-separated subset of libraries (default: all)"
+    )
+    parser.add_argument(
+        "--merge-into",
+        default=None,
+        help="replace the measured (attack, library) records in this JSON (same images), keep"
+        " the others, recompute the goals and re-render",
     )
     parser.add_argument("--out", default=None, help="JSON output (default results/peers.json)")
     parser.add_argument("--render-only", default=None, help="re-render the table from a JSON")
@@ -703,12 +729,13 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{len(x)} images, {reps} repetitions")
     machine = machine_info()
     wanted = set(args.attacks.split(",")) if args.attacks else None
+    libraries = set(args.libraries.split(",")) if args.libraries else None
     all_entries = entries(net, len(x))
     records: list[dict[str, Any]] = []
     groups: dict[str, list[Entry]] = {}  # extra rows are timed interleaved with their attack
     for entry in all_entries:
         key = base_attack(entry.attack)
-        if wanted is None or key in wanted:
+        if (wanted is None or key in wanted) and (libraries is None or entry.library in libraries):
             groups.setdefault(key, []).append(entry)
     for key, group in groups.items():
         log(f"{key}:")
@@ -725,8 +752,25 @@ def main(argv: list[str] | None = None) -> int:
         "smoother": SMOOTHER,
         "records": records,
     }
+    if args.merge_into:
+        merged = json.loads(pathlib.Path(args.merge_into).read_text())
+        if merged["n_images"] != result["n_images"]:
+            raise ValueError(
+                f"--merge-into: expected {result['n_images']} images, got {merged['n_images']}"
+            )
+        done = {(r["attack"], r["library"]) for r in records}
+        kept = [r for r in merged["records"] if (r["attack"], r["library"]) not in done]
+        for r in records:
+            r["run"] = result["date"]
+        for r in kept:
+            r.setdefault("run", merged["date"])
+        records = sorted(kept + records, key=lambda r: order[(r["attack"], r["library"])])
+        runs = [run for run in merged.get("merged_runs", [merged["date"]]) if run]
+        runs = [run for run in runs if any(r["run"] == run for r in kept)] + [result["date"]]
+        result = {**merged, "records": records, "merged_runs": runs}
+        out = pathlib.Path(args.merge_into)
     result["goals"] = goals(records)
-    if not args.quick and wanted is None:
+    if not args.quick and wanted is None and libraries is None:
         result["profile"] = profile(net, x, y)
     out.write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(render(result))
