@@ -35,6 +35,20 @@ ATTACKS = {
         [0.0, 0.1, 3.0],
         (1.0, 0.75),
     ),
+    "pgd2-margin": (
+        lambda s: L2ProjectedGradientDescentAttack(
+            steps=8, rel_stepsize=0.25, smoother=s, loss="margin"
+        ),
+        l2,
+        [0.0, 0.1, 3.0],
+        (1.0, 0.75),
+    ),
+    "ifgsm-margin": (
+        lambda s: LinfBasicIterativeAttack(steps=5, step_size=0.08, smoother=s, loss="margin"),
+        linf,
+        [0.0, 0.02, 0.3],
+        (1.0, 0.75),
+    ),
 }
 
 
@@ -194,8 +208,10 @@ def test_repr_and_config():
     assert "smoother=None" in text
     assert "Smoother(alpha=0.95" in repr(SmoothL2PGD())
     assert repr(LinfFastGradientAttack(seed=2)) == (
-        "LinfFastGradientAttack(random_start=False, seed=2, smoother=None, jit_compile=False)"
+        "LinfFastGradientAttack(random_start=False, seed=2, loss='crossentropy', smoother=None, "
+        "jit_compile=False)"
     )
+    assert L2ProjectedGradientDescentAttack(loss="margin").get_config()["loss"] == "margin"
     assert L2ProjectedGradientDescentAttack(abs_stepsize=0.5).get_config()["abs_stepsize"] == 0.5
 
 
@@ -210,6 +226,8 @@ def test_repr_and_config():
         ({"seed": -1}, ValueError),
         ({"smoother": 0.95}, TypeError),
         ({"jit_compile": "yes"}, TypeError),
+        ({"loss": "hinge"}, ValueError),
+        ({"loss": None}, ValueError),
     ],
 )
 def test_bad_hyperparameters(kwargs, error):
@@ -316,3 +334,69 @@ def test_stop_on_success_returns_the_first_adversarial_iterate(setup):
         first = next((k for k in range(steps) if adversarial[k][i]), steps - 1)
         np.testing.assert_allclose(stopped[i], iterates[first][i], atol=1e-6)
     assert any(a.any() for a in adversarial[:-1])  # some image stopped early
+
+
+def _margin_gradient(net, images, labels):
+    """Gradient of the eq. 3 margin loss (m = 0) that the attack descends."""
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        logits = net(images)
+        onehot = tf.one_hot(labels, K)
+        gap = tf.reduce_sum(onehot * logits, 1) - tf.reduce_max(logits - 1e9 * onehot, 1)
+        loss = tf.reduce_sum(tf.nn.relu(gap))
+    return tape.gradient(loss, images)
+
+
+def test_margin_loss_steps_down_the_eq3_gradient(setup):
+    net, images, labels = setup
+    eps = 0.05  # nothing is clipped
+    out = L2FastGradientAttack(loss="margin").run(net, images, labels, epsilon=eps)
+    g = -_margin_gradient(net, images, labels)
+    g = g / tf.norm(tf.reshape(g, [N, -1]), axis=1)[:, None, None, None]
+    np.testing.assert_allclose((out - images).numpy(), (eps * g).numpy(), atol=1e-5)
+
+
+def _saturated_net(scale):
+    """A linear network whose logit gaps are ``scale`` times a gap of order one."""
+    net = tiny_net()
+    return Model(lambda x: scale * net(x), bounds=(0.0, 1.0))
+
+
+def _gaps(net, images, labels):
+    logits = np.sort(net(images).numpy(), axis=1)
+    return logits[:, -1] - logits[:, -2]
+
+
+def test_l2_step_survives_an_underflowing_cross_entropy_gradient(setup):
+    """Logit gaps of 30 and more leave cross-entropy gradients of 1e-13 and below: a tiny but
+    non-zero gradient still gives a full-length step."""
+    _, images, _ = setup
+    base = tiny_net()
+    gaps = _gaps(base, images, tf.zeros([N], tf.int32))
+    net = _saturated_net(float(30.0 / np.min(gaps)))
+    labels = tf.argmax(net(images), axis=1, output_type=tf.int32)
+    g = _gradient(net, images, labels)
+    norms = tf.norm(tf.reshape(g, [N, -1]), axis=1).numpy()
+    tiny = norms > 0
+    assert tiny.sum() >= 2 and np.all(norms < 1e-10), norms
+    eps = 0.05
+    out = L2FastGradientAttack().run(net, images, labels, epsilon=eps)
+    moved = l2(images, out).numpy()
+    np.testing.assert_allclose(moved[tiny], eps, rtol=1e-4)
+
+
+def test_margin_loss_attacks_a_network_whose_cross_entropy_gradient_is_zero(setup):
+    _, images, _ = setup
+    base = tiny_net()
+    gaps = _gaps(base, images, tf.zeros([N], tf.int32))
+    net = _saturated_net(float(200.0 / np.min(gaps)))
+    labels = tf.argmax(net(images), axis=1, output_type=tf.int32)
+    assert not np.any(_gradient(net, images, labels).numpy())  # exactly zero
+    kwargs = {"steps": 8, "rel_stepsize": 0.25}
+    _, _, stuck = L2ProjectedGradientDescentAttack(**kwargs)(net, images, labels, epsilons=3.0)
+    _, out, fooled = L2ProjectedGradientDescentAttack(loss="margin", **kwargs)(
+        net, images, labels, epsilons=3.0
+    )
+    assert not stuck.numpy().any()
+    assert fooled.numpy().all()
+    assert np.all(l2(images, out).numpy() <= 3.0 + 1e-5)

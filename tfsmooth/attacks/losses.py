@@ -12,8 +12,10 @@ of Crammer & Singer, on logits :math:`\mathbf{y}` with label :math:`t` and margi
     \quad\text{(targeted, } t \text{ the target class)}.
 
 It vanishes exactly when the attack has succeeded with margin :math:`m`. The fast gradient
-attacks (FGSM, I-FGSM, PGD) use the cross-entropy :math:`-\log \operatorname{softmax}(\mathbf{y})_t`
-instead, ascended (untargeted) or descended (targeted) — :func:`attack_objective`.
+attacks (FGSM, I-FGSM, PGD) use by default the cross-entropy
+:math:`-\log \operatorname{softmax}(\mathbf{y})_t` instead, ascended (untargeted) or descended
+(targeted) — :func:`attack_objective`; with ``loss="margin"`` they descend this margin loss with
+:math:`m = 0`, as the paper's eq. 10 does.
 """
 
 from __future__ import annotations
