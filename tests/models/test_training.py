@@ -13,6 +13,7 @@ from tfsmooth.models.training import (
     TrainingRecord,
     evaluate_accuracy,
     least_likely_step,
+    random_shift,
     train_c4,
 )
 
@@ -123,6 +124,9 @@ def test_record_json_roundtrip(tmp_path):
         ({"adversarial": True, "adversarial_fraction": 1.5}, ValueError),
         ({"adversarial": "yes"}, TypeError),
         ({"validation": np.zeros([2, 28, 28, 1], np.float32)}, TypeError),
+        ({"shift": -1}, ValueError),
+        ({"shift": 14}, ValueError),
+        ({"shift": 1.0}, TypeError),
     ],
 )
 def test_bad_arguments(small, kwargs, error):
@@ -146,3 +150,30 @@ def test_bad_arguments(small, kwargs, error):
 def test_bad_data(images, labels, error, match):
     with pytest.raises(error, match=match):
         train_c4(images, np.asarray(labels), epochs=1)
+
+
+def test_random_shift_translates_each_image_within_the_range():
+    rng = np.random.default_rng(0)
+    images = np.zeros([200, 12, 12, 1], np.float32)
+    images[:, 5, 6, 0] = 1.0  # one bright pixel, far from the borders
+    out = random_shift(images, 2, rng)
+    assert out.shape == images.shape and out.dtype == images.dtype
+    where = np.argwhere(out[..., 0] > 0)
+    assert where.shape == (200, 3)  # the pixel survives once in every image
+    dy, dx = where[:, 1] - 5, where[:, 2] - 6
+    assert set(dy) == set(dx) == {-2, -1, 0, 1, 2}  # every shift in range occurs
+    # pixels shifted in from outside are 0; content shifted out is lost
+    edge = np.ones([1, 3, 3, 1], np.float32)
+    moved = random_shift(edge, 1, np.random.default_rng(3))
+    assert moved.sum() in (9.0, 6.0, 4.0)
+    np.testing.assert_array_equal(random_shift(images, 0, rng), images)
+
+
+def test_shift_augmentation_is_recorded_and_seeded(small):
+    x, y = small[0][:128], small[1][:128]
+    net_a, rec = train_c4(x, y, epochs=1, batch_size=64, shift=2, seed=1)
+    net_b, _ = train_c4(x, y, epochs=1, batch_size=64, shift=2, seed=1)
+    plain, _ = train_c4(x, y, epochs=1, batch_size=64, seed=1)
+    assert rec.shift == 2
+    np.testing.assert_array_equal(net_a.get_weights()[0], net_b.get_weights()[0])
+    assert not np.array_equal(net_a.get_weights()[0], plain.get_weights()[0])
