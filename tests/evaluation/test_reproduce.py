@@ -5,6 +5,8 @@ import json
 import pytest
 
 from tfsmooth.evaluation import read_records, read_results, reproduce_mnist
+from tfsmooth.evaluation.presets import PAPER_RESULTS
+from tfsmooth.evaluation.reproduce import FINDINGS, paper_findings
 
 TINY = {
     "I-FGSM": {"steps": 2},
@@ -33,7 +35,9 @@ def test_reproduce_mnist_writes_the_files(tmp_path):
     assert meta["n_test_images"] == 8 and meta["quick"] is True
     assert set(meta["clean_accuracy"]) == {"c4", "c4-adv"} and meta["data_source"]
     assert meta["overrides"]["C&W"]["steps"] == 5
+    assert [f["finding"] for f in meta["findings"]] == [f[0] for f in FINDINGS]
     report = (out / "report.md").read_text()
+    assert "The paper's findings, checked" in report
     assert "QUICK" in report and "| c4-adv | sC&W | " in report and "1.97" in report
     for name in ("oc_c4.png", "oc_c4-adv.png", "worst_cases.png", "results.csv"):
         assert (out / name).stat().st_size > 0
@@ -64,3 +68,36 @@ def test_reproduce_mnist_bad_input(tmp_path):
         reproduce_mnist(tmp_path, n=2, attacks=["BIM"])
     with pytest.raises(ValueError, match="models"):
         reproduce_mnist(tmp_path, n=2, models=["lenet"])
+
+
+def _rows(table):
+    return [
+        {"model": m, "attack": a, "psuc": p, "mean_l2": d}
+        for m, attacks in table.items()
+        for a, (p, d) in attacks.items()
+    ]
+
+
+def test_paper_findings_all_hold_on_the_papers_own_tables():
+    findings = paper_findings(_rows(PAPER_RESULTS["mnist"]))
+    assert len(findings) == len(FINDINGS)
+    assert all(f["holds"] is True and f["holds_in_paper"] is True for f in findings), findings
+
+
+def test_paper_findings_flag_what_fails_and_what_is_missing():
+    table = {m: dict(a) for m, a in PAPER_RESULTS["mnist"].items()}
+    table["c4"]["C&W"] = (1.0, 1.6)  # a stronger C&W: PGD2 and sC&W no longer below it
+    table["c4-adv"]["FGSM"] = (0.6, 5.0)  # no collapse under adversarial training
+    del table["c4-adv"]["sC&W"]
+    by_name = {(f["model"], f["finding"]): f for f in paper_findings(_rows(table))}
+    assert by_name[("c4", "D: PGD2 < C&W")]["holds"] is False
+    assert by_name[("c4", "D: PGD2 < C&W")]["ours"] == "1.60 vs 1.71"
+    assert by_name[("c4", "D: sC&W < C&W")]["holds"] is False
+    assert by_name[("c4", "D: I-FGSM > C&W")]["holds"] is True
+    drop = by_name[("c4-adv", "adversarial training: Psuc(FGSM) at most half of the plain C4's")]
+    assert drop["holds"] is False and drop["ours"] == "0.890 → 0.600"
+    missing = by_name[("c4-adv", "adversarial training: Psuc(sC&W) ≥ 0.95")]
+    assert missing["holds"] is None and missing["ours"] == "–"
+    assert missing["holds_in_paper"] is True
+    with pytest.raises(TypeError, match="list of dicts"):
+        paper_findings("c4")

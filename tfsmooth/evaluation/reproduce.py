@@ -33,10 +33,129 @@ from tfsmooth.evaluation.protocol import EvaluationResult, evaluate_attack
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MNIST_MODELS", "reproduce_mnist"]
+__all__ = ["MNIST_MODELS", "paper_findings", "reproduce_mnist"]
 
 #: Model names of the MNIST reproduction and their bundled C4 weights.
 MNIST_MODELS = {"c4": "mnist", "c4-adv": "mnist-adv"}
+
+
+#: The findings of Tables 1 and 2 that the reproduction checks: ``(text, model, kind, args)``.
+#: ``"psuc_at_least"``: Psuc of ``args[0]`` >= ``args[1]``; ``"psuc_below"``: Psuc of
+#: ``args[0]`` below that of every attack in ``args[1:]``; ``"d_above"``: D of ``args[0]`` above
+#: D of ``args[1]``; ``"psuc_drop"``: Psuc of ``args[0]`` on ``model`` at most ``args[1]`` times
+#: its Psuc on ``c4``.
+FINDINGS: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = (
+    ("Psuc(I-FGSM) ≥ 0.97", "c4", "psuc_at_least", ("I-FGSM", 0.97)),
+    ("Psuc(PGD2) ≥ 0.97", "c4", "psuc_at_least", ("PGD2", 0.97)),
+    ("Psuc(C&W) ≥ 0.97", "c4", "psuc_at_least", ("C&W", 0.97)),
+    ("Psuc(sC&W) ≥ 0.97", "c4", "psuc_at_least", ("sC&W", 0.97)),
+    (
+        "Psuc(FGSM) below I-FGSM, PGD2, C&W, sC&W",
+        "c4",
+        "psuc_below",
+        ("FGSM", "I-FGSM", "PGD2", "C&W", "sC&W"),
+    ),
+    ("D: FGSM > I-FGSM", "c4", "d_above", ("FGSM", "I-FGSM")),
+    ("D: I-FGSM > C&W", "c4", "d_above", ("I-FGSM", "C&W")),
+    ("D: PGD2 < C&W", "c4", "d_above", ("C&W", "PGD2")),
+    ("D: sC&W < C&W", "c4", "d_above", ("C&W", "sC&W")),
+    ("D: sPGD2 > PGD2", "c4", "d_above", ("sPGD2", "PGD2")),
+    (
+        "adversarial training: Psuc(FGSM) at most half of the plain C4's",
+        "c4-adv",
+        "psuc_drop",
+        ("FGSM", 0.5),
+    ),
+    ("adversarial training: Psuc(sC&W) ≥ 0.95", "c4-adv", "psuc_at_least", ("sC&W", 0.95)),
+)
+
+
+def paper_findings(
+    rows: Any, paper: dict[str, dict[str, tuple[float, float]]] | None = None
+) -> list[dict[str, Any]]:
+    """Checks the findings of the paper's Tables 1–2 (:data:`FINDINGS`) on our rows and on its own.
+
+    Args:
+        rows: result rows (``model``, ``attack``, ``psuc``, ``mean_l2``).
+        paper: ``{model: {attack: (psuc, D)}}``; default the paper's MNIST numbers.
+
+    Returns:
+        One dict per finding: ``finding``, ``model``, ``ours`` and ``paper`` (the values
+        compared, as text), ``holds`` (``True``/``False``; ``None`` when a row is missing) and
+        ``holds_in_paper``.
+
+    Example:
+        >>> rows = [dict(model="c4", attack="PGD2", psuc=1.0, mean_l2=1.7),
+        ...         dict(model="c4", attack="C&W", psuc=1.0, mean_l2=2.2)]
+        >>> [f["holds"] for f in paper_findings(rows) if f["finding"] == "D: PGD2 < C&W"]
+        [True]
+    """
+    paper = paper if paper is not None else presets_lib.PAPER_RESULTS["mnist"]
+    if not isinstance(rows, (list, tuple)) or not all(isinstance(r, dict) for r in rows):
+        raise TypeError(f"`rows` must be a list of dicts, got {type(rows).__name__}")
+    ours = {(r["model"], r["attack"]): (r["psuc"], r["mean_l2"]) for r in rows}
+    theirs = {(m, a): value for m, table in paper.items() for a, value in table.items()}
+
+    def judge(table: dict[Any, Any], model: str, kind: str, args: Any) -> tuple[Any, str]:
+        def get(attack: str, m: str = model) -> Any:
+            return table.get((m, attack))
+
+        if kind == "psuc_at_least":
+            value = get(args[0])
+            if value is None:
+                return None, "–"
+            return value[0] >= args[1], f"{value[0]:.3f}"
+        if kind == "psuc_below":
+            values = [get(a) for a in args]
+            if any(x is None for x in values):
+                return None, "–"
+            psuc = [x[0] for x in values]
+            return all(psuc[0] < p for p in psuc[1:]), " vs ".join(f"{p:.3f}" for p in psuc)
+        if kind == "d_above":
+            a, b = get(args[0]), get(args[1])
+            if a is None or b is None or a[1] is None or b[1] is None:
+                return None, "–"
+            return a[1] > b[1], f"{a[1]:.2f} vs {b[1]:.2f}"
+        if kind == "psuc_drop":
+            after, before = get(args[0]), get(args[0], "c4")
+            if after is None or before is None:
+                return None, "–"
+            return after[0] <= args[1] * before[0], f"{before[0]:.3f} → {after[0]:.3f}"
+        raise ValueError(f"unknown finding kind {kind!r}")
+
+    out = []
+    for text, model, kind, args in FINDINGS:
+        holds, ours_text = judge(ours, model, kind, args)
+        holds_paper, paper_text = judge(theirs, model, kind, args)
+        out.append(
+            {
+                "finding": text,
+                "model": model,
+                "ours": ours_text,
+                "paper": paper_text,
+                "holds": holds,
+                "holds_in_paper": holds_paper,
+            }
+        )
+    return out
+
+
+def _findings_table(rows: Any) -> list[str]:
+    def mark(value: Any) -> str:
+        return "–" if value is None else ("yes" if value else "**no**")
+
+    lines = [
+        "## The paper's findings, checked",
+        "",
+        "| model | finding | ours | paper | holds here | holds in the paper |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in paper_findings(rows):
+        lines.append(
+            f"| {f['model']} | {f['finding']} | {f['ours']} | {f['paper']} | "
+            f"{mark(f['holds'])} | {mark(f['holds_in_paper'])} |"
+        )
+    return lines + [""]
 
 
 def _file_name(model: str, attack: str) -> str:
@@ -172,6 +291,7 @@ def reproduce_mnist(
         "preset": preset.to_dict(),
         "overrides": overrides or {},
         "batch_size": batch_size,
+        "findings": paper_findings(rows),
     }
     files = {
         "results": str(report_lib.write_results(out / "results.json", rows, meta)),
@@ -180,7 +300,7 @@ def reproduce_mnist(
     table = report_lib.markdown_table(rows, presets_lib.PAPER_RESULTS["mnist"])
     if figures:
         files.update(_figures(out, results, nets, images, labels, built))
-    files["report"] = str(_write_report(out / "report.md", table, meta, files))
+    files["report"] = str(_write_report(out / "report.md", table, meta, files, rows))
     seconds = time.perf_counter() - started
     return {"rows": rows, "meta": meta, "table": table, "files": files, "seconds": seconds}
 
@@ -272,7 +392,7 @@ def _worst_cases(
 
 
 def _write_report(
-    path: pathlib.Path, table: str, meta: dict[str, Any], files: dict[str, str]
+    path: pathlib.Path, table: str, meta: dict[str, Any], files: dict[str, str], rows: Any
 ) -> pathlib.Path:
     lines = report_lib.report_preamble(
         "MNIST reproduction of *Smooth Adversarial Examples* (Tables 1–2)",
@@ -287,6 +407,7 @@ def _write_report(
         "",
         table,
     ]
+    lines += _findings_table(rows)
     lines += report_lib.figure_line(files, lambda k: k.startswith("oc_") or k == "worst_cases")
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
