@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tfsmooth.data.mnist import load_mnist
 from tfsmooth.models import Model
-from tfsmooth.models.training import evaluate_accuracy
+from tfsmooth.models.training import C4_RECIPES, evaluate_accuracy
 from tfsmooth.models.zoo import (
     C4_WEIGHTS,
     load_weights_npz,
@@ -85,6 +85,9 @@ def test_shipped_weights_accuracy(weights, test_split):
     assert recipe["adversarial"] is (weights == "mnist-adv")
     assert recipe["architecture"] == "C4" and recipe["num_train"] == 4000
     assert recipe["data_source"] == "package-sample:train"
+    # ... and was made by the recipe the package states (C4_RECIPES).
+    for key, value in C4_RECIPES[weights].items():
+        assert recipe[key] == value, key
 
 
 def test_shipped_files_small():
