@@ -91,7 +91,7 @@ def test_paper_findings_flag_what_fails_and_what_is_missing():
     del table["c4-adv"]["sC&W"]
     by_name = {(f["model"], f["finding"]): f for f in paper_findings(_rows(table))}
     assert by_name[("c4", "D: PGD2 < C&W")]["holds"] is False
-    assert by_name[("c4", "D: PGD2 < C&W")]["ours"] == "1.60 vs 1.71"
+    assert by_name[("c4", "D: PGD2 < C&W")]["ours"] == "1.71 vs 1.60"
     assert by_name[("c4", "D: sC&W < C&W")]["holds"] is False
     assert by_name[("c4", "D: I-FGSM > C&W")]["holds"] is True
     drop = by_name[("c4-adv", "adversarial training: Psuc(FGSM) at most half of the plain C4's")]

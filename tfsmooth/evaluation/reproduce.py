@@ -41,8 +41,8 @@ MNIST_MODELS = {"c4": "mnist", "c4-adv": "mnist-adv"}
 
 #: The findings of Tables 1 and 2 that the reproduction checks: ``(text, model, kind, args)``.
 #: ``"psuc_at_least"``: Psuc of ``args[0]`` >= ``args[1]``; ``"psuc_below"``: Psuc of
-#: ``args[0]`` below that of every attack in ``args[1:]``; ``"d_above"``: D of ``args[0]`` above
-#: D of ``args[1]``; ``"psuc_drop"``: Psuc of ``args[0]`` on ``model`` at most ``args[1]`` times
+#: ``args[0]`` below that of every attack in ``args[1:]``; ``"d_above"`` / ``"d_below"``: D of
+#: ``args[0]`` above / below D of ``args[1]``; ``"psuc_drop"``: Psuc of ``args[0]`` on ``model`` at most ``args[1]`` times
 #: its Psuc on ``c4``.
 FINDINGS: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = (
     ("Psuc(I-FGSM) ≥ 0.97", "c4", "psuc_at_least", ("I-FGSM", 0.97)),
@@ -57,8 +57,8 @@ FINDINGS: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = (
     ),
     ("D: FGSM > I-FGSM", "c4", "d_above", ("FGSM", "I-FGSM")),
     ("D: I-FGSM > C&W", "c4", "d_above", ("I-FGSM", "C&W")),
-    ("D: PGD2 < C&W", "c4", "d_above", ("C&W", "PGD2")),
-    ("D: sC&W < C&W", "c4", "d_above", ("C&W", "sC&W")),
+    ("D: PGD2 < C&W", "c4", "d_below", ("PGD2", "C&W")),
+    ("D: sC&W < C&W", "c4", "d_below", ("sC&W", "C&W")),
     ("D: sPGD2 > PGD2", "c4", "d_above", ("sPGD2", "PGD2")),
     (
         "adversarial training: Psuc(FGSM) at most half of the plain C4's",
@@ -111,11 +111,12 @@ def paper_findings(
                 return None, "–"
             psuc = [x[0] for x in values]
             return all(psuc[0] < p for p in psuc[1:]), " vs ".join(f"{p:.3f}" for p in psuc)
-        if kind == "d_above":
+        if kind in ("d_above", "d_below"):
             a, b = get(args[0]), get(args[1])
             if a is None or b is None or a[1] is None or b[1] is None:
                 return None, "–"
-            return a[1] > b[1], f"{a[1]:.2f} vs {b[1]:.2f}"
+            holds = a[1] > b[1] if kind == "d_above" else a[1] < b[1]
+            return holds, f"{a[1]:.2f} vs {b[1]:.2f}"
         if kind == "psuc_drop":
             after, before = get(args[0]), get(args[0], "c4")
             if after is None or before is None:
