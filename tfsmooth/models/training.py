@@ -228,7 +228,8 @@ def random_shift(images: np.ndarray, shift: int, rng: np.random.Generator) -> np
         return images
     n, h, w, _ = images.shape
     padded = np.pad(images, [(0, 0), (shift, shift), (shift, shift), (0, 0)])
-    dy, dx = (rng.integers(-shift, shift + 1, size=n) for _ in range(2))
+    dy = np.asarray(rng.integers(-shift, shift + 1, size=n))
+    dx = np.asarray(rng.integers(-shift, shift + 1, size=n))
     rows = np.arange(h)[None, :] + shift - dy[:, None]
     cols = np.arange(w)[None, :] + shift - dx[:, None]
     return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
