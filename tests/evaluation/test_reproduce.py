@@ -101,3 +101,15 @@ def test_paper_findings_flag_what_fails_and_what_is_missing():
     assert missing["holds_in_paper"] is True
     with pytest.raises(TypeError, match="list of dicts"):
         paper_findings("c4")
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")
+def test_the_papers_findings_hold_on_300_digits(tmp_path):
+    """The full MNIST protocol (not --quick) on the first 300 shipped test digits: every finding
+    of Tables 1-2 that the report checks holds. About 3 minutes on 2 CPU cores."""
+    summary = reproduce_mnist(tmp_path / "out", n=300, figures=False)
+    findings = read_results(tmp_path / "out" / "results.json")["meta"]["findings"]
+    failed = [(f["model"], f["finding"], f["ours"]) for f in findings if f["holds"] is not True]
+    assert not failed, failed
+    assert len(summary["rows"]) == 12
