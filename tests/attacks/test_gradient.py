@@ -400,3 +400,17 @@ def test_margin_loss_attacks_a_network_whose_cross_entropy_gradient_is_zero(setu
     assert not stuck.numpy().any()
     assert fooled.numpy().all()
     assert np.all(l2(images, out).numpy() <= 3.0 + 1e-5)
+
+
+def test_success_check_uses_one_compiled_forward_per_model(setup):
+    net, images, labels = setup
+    attack = LinfFastGradientAttack()
+    _, clipped, success = attack(net, images, labels, epsilons=[0.1, 0.3])
+    attack(net, images, labels, epsilons=0.2)
+    assert len(attack._forwards) == 1
+    other = tiny_net(seed=5)
+    attack(other, images, labels, epsilons=0.2)
+    assert len(attack._forwards) == 2
+    for out, ok in zip(clipped, success):
+        pred = tf.argmax(net(out), axis=1, output_type=tf.int32)
+        np.testing.assert_array_equal(ok.numpy(), (pred != labels).numpy())

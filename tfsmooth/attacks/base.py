@@ -176,6 +176,7 @@ class Attack(abc.ABC):
             OrderedDict()
         )
         self._wrapped: dict[int, tuple[Any, Model]] = {}
+        self._forwards: dict[int, tuple[Model, Callable[[tf.Tensor], tf.Tensor]]] = {}
 
     # -- abstract interface -------------------------------------------------------------------
     @abc.abstractmethod
@@ -274,7 +275,20 @@ class Attack(abc.ABC):
         logger.debug("%r: new compiled loop for model %s", self, model.name)
         return function
 
+    def _forward(self, model: Model) -> Callable[[tf.Tensor], tf.Tensor]:
+        """The model's forward pass compiled once per model (eager calls of a Keras model pay
+        its layer-by-layer dispatch: about 20 ms of C4 at a batch of 200 on CPU)."""
+        entry = self._forwards.get(id(model))
+        if entry is None or entry[0] is not model:
+            entry = (model, tf.function(model.__call__))
+            self._forwards[id(model)] = entry
+            while len(self._forwards) > _CACHE_SIZE:
+                self._forwards.pop(next(iter(self._forwards)))
+        return entry[1]
+
     def _success(self, model: Model, criterion: Criterion, images: tf.Tensor) -> tf.Tensor:
+        if tf.executing_eagerly():
+            return criterion.is_adversarial(self._forward(model)(images))
         return criterion.is_adversarial(model(images))
 
 
