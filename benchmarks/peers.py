@@ -530,7 +530,7 @@ def profile(net: Any, x: np.ndarray, y: np.ndarray, reps: int = 5) -> list[str]:
         loop, success = median_ms(loop_only), median_ms(success_only)
         lines.append(
             f"{name}, {len(x)} images: full call {full:.1f} ms = compiled attack loop"
-            f" {loop:.1f} ms + success check (one more forward pass, eager) {success:.1f} ms +"
+            f" {loop:.1f} ms + success check (one more forward pass, compiled) {success:.1f} ms +"
             f" validation and 1-image probe forward {prepare:.1f} ms (+ epsilon clipping)"
         )
     plain = attacks.LinfBasicIterativeAttack(steps=10, step_size=0.08)
