@@ -19,6 +19,7 @@ a rerun skips the rows already there (so an interrupted study loses nothing it h
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
 import sys
@@ -47,12 +48,18 @@ def _budget(text: str) -> tuple[int, int]:
     return rounds, steps
 
 
-def _measure(model_name: str, attack_name: str, rounds: int, steps: int, n: int) -> dict:
+@functools.cache
+def _model_and_digits(model_name: str, n: int) -> tuple:
+    """The network and its first ``n`` correctly classified test digits (once per model)."""
     model = mnist_c4(WEIGHTS[model_name])
     test = load_mnist("test", source="package")
     logits = model(tf.constant(test.images), training=False).numpy()
     correct = logits.argmax(axis=1) == test.labels
-    images, labels = test.images[correct][:n], test.labels[correct][:n]
+    return model, test.images[correct][:n], test.labels[correct][:n]
+
+
+def _measure(model_name: str, attack_name: str, rounds: int, steps: int, n: int) -> dict:
+    model, images, labels = _model_and_digits(model_name, n)
     preset = MNIST.attacks[attack_name].replace(
         kwargs={"binary_search_steps": rounds, "steps": steps}
     )
