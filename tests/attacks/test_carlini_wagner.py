@@ -1,10 +1,11 @@
 """Contract and math tests of C&W and sC&W (paper eq. 3, 13, 17-19)."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.attacks.toy import K, N, smoother
+from tests.attacks.toy import C, H, K, N, W, blob_images, smoother
 from tfsmooth.attacks import (
     CarliniWagnerInfo,
     L2CarliniWagnerAttack,
@@ -18,11 +19,14 @@ from tfsmooth.smoothing import Smoother
 FAST = {"binary_search_steps": 3, "steps": 40, "abort_early": False}
 
 ATTACKS = {
-    "cw-tanh": lambda: L2CarliniWagnerAttack(initial_const=1.0, learning_rate=0.05, **FAST),
-    "cw-clip": lambda: L2CarliniWagnerAttack(
-        initial_const=1.0, learning_rate=0.05, parametrization="clip", **FAST
+    "cw-tanh": lambda: L2CarliniWagnerAttack(
+        initial_const=1.0, learning_rate=0.05, parametrization="tanh", **FAST
     ),
-    "scw": lambda: SmoothCarliniWagnerL2(**FAST),  # the paper's m = 1, lr = 0.1, c = 15
+    "cw-clip": lambda: L2CarliniWagnerAttack(initial_const=1.0, learning_rate=0.05, **FAST),
+    # the paper's MNIST settings
+    "scw": lambda: SmoothCarliniWagnerL2(
+        confidence=1.0, learning_rate=0.1, initial_const=15.0, smoother=smoother(), **FAST
+    ),
 }
 
 
@@ -186,15 +190,32 @@ def test_failure_returns_the_clean_image(setup):
 
 
 def test_defaults_repr_and_presets():
-    attack = SmoothCarliniWagnerL2()
-    assert (attack.confidence, attack.learning_rate, attack.initial_const) == (1.0, 0.1, 15.0)
-    assert attack.parametrization == "clip" and attack.smoother.solver == "exact"
+    """C&W and sC&W share their defaults: with defaults they differ by the smoother only."""
+    smooth, plain = SmoothCarliniWagnerL2(), L2CarliniWagnerAttack()
+    shared = {k: val for k, val in plain.get_config().items() if k != "smoother"}
+    assert {k: val for k, val in smooth.get_config().items() if k != "smoother"} == shared
+    assert plain.smoother is None and smooth.smoother.alpha == 0.95
+    assert (plain.confidence, plain.learning_rate, plain.initial_const) == (0.0, 0.01, 1.0)
+    assert (plain.binary_search_steps, plain.steps, plain.parametrization) == (5, 200, "clip")
     imagenet = SmoothCarliniWagnerL2.imagenet(steps=10)
     assert (imagenet.confidence, imagenet.initial_const, imagenet.steps) == (0.0, 100.0, 10)
     assert imagenet.smoother.alpha == 0.997 and imagenet.smoother.max_iter == 50
     text = repr(L2CarliniWagnerAttack(steps=3))
-    assert text.startswith("L2CarliniWagnerAttack(binary_search_steps=9, steps=3, learning_rate")
-    assert "parametrization='tanh'" in text
+    assert text.startswith("L2CarliniWagnerAttack(binary_search_steps=5, steps=3, learning_rate")
+    assert "parametrization='clip'" in text
+
+
+def test_defaults_fool_a_flat_network():
+    """A small network with flat logits: the defaults' search of c still fools every image."""
+    net = keras.Sequential(
+        [keras.Input([H, W, C]), keras.layers.Flatten(), keras.layers.Dense(K, use_bias=False)]
+    )
+    net.layers[-1].kernel.assign(net.layers[-1].kernel * 1e-3)
+    images = tf.constant(blob_images())
+    labels = tf.argmax(net(images), axis=1)
+    for attack in (L2CarliniWagnerAttack(), SmoothCarliniWagnerL2(smoother=Smoother(0.95))):
+        _, _, success = attack(net, images, labels)
+        assert success.numpy().all(), attack
 
 
 @pytest.mark.parametrize(

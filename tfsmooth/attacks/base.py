@@ -49,6 +49,11 @@ import tensorflow as tf
 from tfsmooth import _validation as v
 from tfsmooth.attacks.criteria import Criterion, as_criterion
 from tfsmooth.attacks.distances import Distance, l2
+from tfsmooth.attacks.quantization import (
+    check_on_grid,
+    check_quantize_bits,
+    quantize_perturbation,
+)
 from tfsmooth.models.base import Model
 from tfsmooth.smoothing.smoother import BoundSmoother, Smoother
 
@@ -156,6 +161,31 @@ def _epsilon_list(epsilons: Any, *, allow_none: bool) -> tuple[list[Any], bool]:
     return [_check_epsilon(epsilons, allow_none=allow_none)], False
 
 
+def _check_probe(model: Model, probe: tf.Tensor) -> None:
+    """Refuses outputs that are not finite or look like probabilities (eager probes only)."""
+    value = v.static_value(probe)
+    if value is None:
+        return
+    value = np.asarray(value, np.float64)
+    if not np.all(np.isfinite(value)):
+        raise ValueError(
+            f"model {model.name!r} returned non-finite outputs (NaN or Inf) on the first image; "
+            f"every image would count as fooled"
+        )
+    if (
+        model.output == "logits"
+        and value.shape[-1] > 1
+        and np.all(value >= 0.0)
+        and np.all(value <= 1.0)
+        and np.allclose(value.sum(axis=-1), 1.0, atol=1e-3)
+    ):
+        raise ValueError(
+            f"model {model.name!r} seems to return probabilities (outputs in [0, 1] summing to "
+            f"1), but attacks need logits: remove the final softmax, or wrap it as "
+            f"tfsmooth.models.Model(net, output='probabilities')"
+        )
+
+
 class Attack(abc.ABC):
     """Base class of all attacks.
 
@@ -167,11 +197,14 @@ class Attack(abc.ABC):
     #: Distance in which the attack measures its budget.
     distance: Distance = l2
 
-    def __init__(self, *, smoother: Any = None, jit_compile: bool = False) -> None:
+    def __init__(
+        self, *, smoother: Any = None, jit_compile: bool = False, quantize_bits: int | None = None
+    ) -> None:
         self.smoother = _check_smoother(smoother)
         if not isinstance(jit_compile, bool):
             raise TypeError(f"`jit_compile` must be a bool, got {jit_compile!r}")
         self.jit_compile = jit_compile
+        self.quantize_bits = check_quantize_bits(quantize_bits)
         self._compiled: OrderedDict[tuple[Any, ...], tuple[Any, Any, Callable[..., Any]]] = (
             OrderedDict()
         )
@@ -191,7 +224,10 @@ class Attack(abc.ABC):
 
     def get_config(self) -> dict[str, Any]:
         """The hyperparameters given to ``__init__``."""
-        return {"smoother": self.smoother, "jit_compile": self.jit_compile}
+        config: dict[str, Any] = {"smoother": self.smoother, "jit_compile": self.jit_compile}
+        if self.quantize_bits is not None:
+            config["quantize_bits"] = self.quantize_bits
+        return config
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={val!r}" for k, val in self.get_config().items())
@@ -210,26 +246,40 @@ class Attack(abc.ABC):
 
     def _prepare(
         self, model: Any, images: Any, criterion: Any
-    ) -> tuple[Model, tf.Tensor, Criterion]:
-        """Validates the data at the boundary; returns the model wrapper, images and criterion.
+    ) -> tuple[Model, tf.Tensor, Criterion, tf.DType]:
+        """Validates the data at the boundary.
+
+        Returns:
+            The model wrapper, the images (half precision is computed in float32), the
+            criterion, and the dtype of the given images (outputs are returned in it).
 
         Raises:
-            TypeError: non-float images, non-integer labels, a model that is not callable.
-            ValueError: wrong ranks or shapes, images outside the bounds or not finite, labels
-                out of range, a bound smoother of another shape.
+            TypeError: non-float images, non-integer labels, a model that is not callable or
+                returns integers.
+            ValueError: wrong ranks or shapes, an empty batch, images outside the bounds or not
+                finite, labels out of the model's class range, a model whose outputs are not
+                finite or look like probabilities, a bound smoother of another shape, clean
+                images off the grid of ``quantize_bits``.
         """
         model = self._as_model(model)
         images = v.check_image_batch(images, "images", bounds=model.bounds)
         if images.shape.rank is None:
             raise ValueError("`images` must have a known rank 4 [batch, height, width, channels]")
+        in_dtype = images.dtype
+        if in_dtype in (tf.float16, tf.bfloat16):
+            # half precision loses the small steps and margins the attacks depend on
+            images = tf.cast(images, tf.float32)
         criterion = as_criterion(criterion)
         batch = images.shape[0]
-        num_classes = None
-        if batch is None or batch > 0:
-            probe = model(images[:1])  # builds a Keras model before any tf.function sees it
-            num_classes = probe.shape[-1]
-            if num_classes is not None:
-                num_classes = int(num_classes)
+        if batch == 0:
+            raise ValueError(
+                f"`images` is an empty batch (shape {tuple(images.shape)}); pass at least one image"
+            )
+        probe = model(images[:1])  # builds a Keras model before any tf.function sees it
+        num_classes = probe.shape[-1]
+        if num_classes is not None:
+            num_classes = int(num_classes)
+        _check_probe(model, probe)
         criterion.validate(batch, num_classes)
         if isinstance(self.smoother, BoundSmoother):
             expected = tuple(self.smoother.guide.shape)
@@ -238,7 +288,19 @@ class Attack(abc.ABC):
                     f"`smoother` is bound to images of shape {expected}, got images of shape "
                     f"{tuple(images.shape)}; pass an unbound Smoother to bind it per call"
                 )
-        return model, images, criterion
+        if self.quantize_bits is not None:
+            check_on_grid(images, self.quantize_bits, model.bounds, "images")
+        return model, images, criterion, in_dtype
+
+    def _quantize(
+        self, model: Model, clean: tf.Tensor, adversarial: tf.Tensor, *, toward_zero: bool
+    ) -> tf.Tensor:
+        """``adversarial`` with its perturbation rounded to ``quantize_bits`` (if set)."""
+        if self.quantize_bits is None:
+            return adversarial
+        return quantize_perturbation(
+            clean, adversarial, self.quantize_bits, model.bounds, toward_zero=toward_zero
+        )
 
     def _bind(self, images: tf.Tensor, bounds: tuple[float, float]) -> BoundSmoother | None:
         """The smoother bound to the clean images (once per call), or ``None``."""
@@ -313,15 +375,14 @@ class FixedEpsilonAttack(Attack):
             :class:`AttackResult`; ``raw`` equals ``clipped``.
         """
         eps_list, listed = _epsilon_list(epsilons, allow_none=False)
-        model, images, criterion = self._prepare(model, images, criterion)
+        model, images, criterion, in_dtype = self._prepare(model, images, criterion)
         outputs, successes = [], []
         for epsilon, adversarial in zip(
             eps_list, self._run_many(model, images, criterion, eps_list)
         ):
-            clipped = self.distance.clip_perturbation(images, adversarial, epsilon)
-            clipped = tf.clip_by_value(clipped, *(tf.cast(b, images.dtype) for b in model.bounds))
-            outputs.append(clipped)
-            successes.append(self._success(model, criterion, clipped))
+            clipped = self._finish(model, images, adversarial, epsilon)
+            outputs.append(tf.cast(clipped, in_dtype))
+            successes.append(self._success(model, criterion, tf.cast(outputs[-1], images.dtype)))
         success = tf.stack(successes, axis=0)
         if listed:
             return AttackResult(list(outputs), list(outputs), success)
@@ -330,8 +391,17 @@ class FixedEpsilonAttack(Attack):
     def run(self, model: Any, images: Any, criterion: Any, *, epsilon: Any = None) -> tf.Tensor:
         """Adversarial images within ``epsilon``, ``[N, H, W, C]`` (validated inputs)."""
         epsilon = _check_epsilon(epsilon, allow_none=False)
-        model, images, criterion = self._prepare(model, images, criterion)
-        return self._run(model, images, criterion, epsilon)
+        model, images, criterion, in_dtype = self._prepare(model, images, criterion)
+        adversarial = self._run(model, images, criterion, epsilon)
+        return tf.cast(self._finish(model, images, adversarial, epsilon), in_dtype)
+
+    def _finish(
+        self, model: Model, images: tf.Tensor, adversarial: tf.Tensor, epsilon: Any
+    ) -> tf.Tensor:
+        """Projection onto the epsilon ball and the bounds, then ``quantize_bits`` rounding."""
+        clipped = self.distance.clip_perturbation(images, adversarial, epsilon)
+        clipped = tf.clip_by_value(clipped, *(tf.cast(b, images.dtype) for b in model.bounds))
+        return self._quantize(model, images, clipped, toward_zero=True)
 
     @abc.abstractmethod
     def _run(
@@ -372,16 +442,20 @@ class MinimizationAttack(Attack):
             ``epsilons[k]`` was found.
         """
         eps_list, listed = _epsilon_list(epsilons, allow_none=True)
-        model, images, criterion = self._prepare(model, images, criterion)
-        adversarial = self._run(model, images, criterion)
+        model, images, criterion, in_dtype = self._prepare(model, images, criterion)
+        found = self._run(model, images, criterion)
+        adversarial = tf.cast(found, in_dtype)
         clipped_list, successes = [], []
         for epsilon in eps_list:
             if epsilon is None:
                 clipped = adversarial
             else:
-                clipped = self.distance.clip_perturbation(images, adversarial, epsilon)
+                clipped = self.distance.clip_perturbation(images, found, epsilon)
+                clipped = tf.cast(
+                    self._quantize(model, images, clipped, toward_zero=True), in_dtype
+                )
             clipped_list.append(clipped)
-            successes.append(self._success(model, criterion, clipped))
+            successes.append(self._success(model, criterion, tf.cast(clipped, images.dtype)))
         success = tf.stack(successes, axis=0)
         if listed:
             return AttackResult([adversarial] * len(eps_list), clipped_list, success)
@@ -391,8 +465,8 @@ class MinimizationAttack(Attack):
         """The least distorted adversarial per image (validated inputs), ``[N, H, W, C]``."""
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
-        model, images, criterion = self._prepare(model, images, criterion)
-        return self._run(model, images, criterion)
+        model, images, criterion, in_dtype = self._prepare(model, images, criterion)
+        return tf.cast(self._run(model, images, criterion), in_dtype)
 
     @abc.abstractmethod
     def _run(self, model: Model, images: tf.Tensor, criterion: Criterion) -> tf.Tensor:

@@ -54,12 +54,14 @@ from tfsmooth.attacks.base import MinimizationAttack, _check_number
 from tfsmooth.attacks.criteria import Criterion, Misclassification, TargetedMisclassification
 from tfsmooth.attacks.distances import Distance, l2
 from tfsmooth.attacks.losses import margin_loss
+from tfsmooth.attacks.quantization import quantize_perturbation
 from tfsmooth.models.base import Model
 from tfsmooth.smoothing.smoother import Smoother
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DEFAULTS",
     "PARAMETRIZATIONS",
     "CarliniWagnerInfo",
     "L2CarliniWagnerAttack",
@@ -68,6 +70,19 @@ __all__ = [
 
 #: Ways to map the optimization variable to an image.
 PARAMETRIZATIONS = ("tanh", "clip")
+
+#: Defaults shared by :class:`L2CarliniWagnerAttack` and :class:`SmoothCarliniWagnerL2` (the two
+#: differ only by the smoother): the paper's clipped parametrization (eq. 13), and a budget and
+#: step that converge on [0, 1] images from MNIST to ImageNet size (Adam's per-pixel step of 0.1,
+#: the paper's, leaves ImageNet perturbations on its own noise floor of about 15.9 in L2).
+DEFAULTS: dict[str, Any] = {
+    "binary_search_steps": 5,
+    "steps": 200,
+    "learning_rate": 0.01,
+    "confidence": 0.0,
+    "initial_const": 1.0,
+    "parametrization": "clip",
+}
 
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
 _TANH_SHRINK = 0.999999
@@ -119,10 +134,16 @@ class L2CarliniWagnerAttack(MinimizationAttack):
         warm_start: warm-start the smoother's CG solves from the previous step's output and
             gradient (``False``: cold starts, as the paper; no effect on the exact solver).
         jit_compile: compile the attack with XLA (needs an XLA-compatible model).
+        quantize_bits: ``None`` or a bit depth (8 for PNG): count an example as adversarial
+            only if it stays adversarial with its perturbation rounded to that many bits, and
+            return it rounded (see :mod:`tfsmooth.attacks.quantization`).
 
-    Paper settings: MNIST ``confidence=1, learning_rate=0.1, initial_const=15``; ImageNet
-    ``confidence=0, learning_rate=0.1, initial_const=100``. The paper does not state the number
-    of steps and search rounds.
+    Defaults (:data:`DEFAULTS`, shared with :class:`SmoothCarliniWagnerL2`): 5 search rounds of
+    200 steps, learning rate 0.01, ``initial_const=1``, ``confidence=0``, the clipped
+    parametrization (foolbox's are 9 × 10000, ``c = 1e-3``, tanh). Paper settings: MNIST
+    ``confidence=1, learning_rate=0.1, initial_const=15``; ImageNet ``confidence=0,
+    learning_rate=0.1, initial_const=100``. The paper does not state the number of steps and
+    search rounds.
 
     Example:
         >>> net = tf.keras.Sequential([tf.keras.Input([4, 4, 1]), tf.keras.layers.Flatten(),
@@ -140,18 +161,19 @@ class L2CarliniWagnerAttack(MinimizationAttack):
     def __init__(
         self,
         *,
-        binary_search_steps: int = 9,
-        steps: int = 1000,
-        learning_rate: float = 0.01,
-        confidence: float = 0.0,
-        initial_const: float = 1e-3,
+        binary_search_steps: int = DEFAULTS["binary_search_steps"],
+        steps: int = DEFAULTS["steps"],
+        learning_rate: float = DEFAULTS["learning_rate"],
+        confidence: float = DEFAULTS["confidence"],
+        initial_const: float = DEFAULTS["initial_const"],
         abort_early: bool = True,
-        parametrization: str = "tanh",
+        parametrization: str = DEFAULTS["parametrization"],
         smoother: Smoother | Any = None,
         warm_start: bool = True,
         jit_compile: bool = False,
+        quantize_bits: int | None = None,
     ) -> None:
-        super().__init__(smoother=smoother, jit_compile=jit_compile)
+        super().__init__(smoother=smoother, jit_compile=jit_compile, quantize_bits=quantize_bits)
         if not isinstance(warm_start, bool):
             raise TypeError(f"`warm_start` must be a bool, got {warm_start!r}")
         self.warm_start = warm_start
@@ -189,7 +211,7 @@ class L2CarliniWagnerAttack(MinimizationAttack):
             images: float ``[N, H, W, C]`` in the model's bounds.
             criterion: integer labels ``[N]`` or a :class:`~tfsmooth.attacks.criteria.Criterion`.
         """
-        model, images, criterion = self._prepare(model, images, criterion)
+        model, images, criterion, _ = self._prepare(model, images, criterion)
         return self._run_info(model, images, criterion)
 
     def _run(self, model: Model, images: tf.Tensor, criterion: Criterion) -> tf.Tensor:
@@ -211,6 +233,7 @@ class L2CarliniWagnerAttack(MinimizationAttack):
         tanh = self.parametrization == "tanh"
         smoothing = self.smoother is not None
         warm_start = self.warm_start
+        quantize_bits = self.quantize_bits
         low, high = model.bounds
 
         def optimize(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
@@ -280,6 +303,9 @@ class L2CarliniWagnerAttack(MinimizationAttack):
                         loss = tf.reduce_sum(penalty + const * margin)
                     grad = tape.gradient(loss, z)
                     # keep the best adversarial of this iterate (before the update)
+                    if quantize_bits is not None:  # what a file of that bit depth delivers
+                        x = quantize_perturbation(x0, x, quantize_bits, model.bounds)
+                        logits = model(x)
                     adversarial = criterion.is_adversarial(logits, confidence=confidence)
                     dist = tf.sqrt(tf.reduce_sum(tf.square(x - x0), axis=[1, 2, 3]))
                     better = tf.logical_and(adversarial, dist < best_dist)
@@ -383,38 +409,40 @@ class L2CarliniWagnerAttack(MinimizationAttack):
 
 
 class SmoothCarliniWagnerL2(L2CarliniWagnerAttack):
-    r"""sC&W (Zhang et al. 2019, eq. 18) with the paper's MNIST defaults.
+    r"""sC&W (Zhang et al. 2019, eq. 18): :class:`L2CarliniWagnerAttack` with a smoother.
 
-    :class:`L2CarliniWagnerAttack` with ``parametrization="clip"``, a required smoother and the
-    MNIST settings: ``confidence=1, learning_rate=0.1, initial_const=15`` and
-    ``Smoother(0.95, solver="exact")`` (Laplacian kernel, exact inverse). The ImageNet setting
-    is ``SmoothCarliniWagnerL2(confidence=0.0, initial_const=100.0,
-    smoother=Smoother(0.997, solver="cg", max_iter=50))`` — CG with at most 50 iterations, warm
-    started (``tol=0.0`` runs exactly 50) — also available as :meth:`imagenet`. The numbers of
-    steps and search rounds are not given in the paper; the defaults here (5 rounds of 1000
-    steps, early abort) are CleverHans's.
+    Same arguments and defaults as :class:`L2CarliniWagnerAttack` (:data:`DEFAULTS`), so that
+    ``SmoothCarliniWagnerL2()`` and ``L2CarliniWagnerAttack()`` differ by the smoother only; the
+    smoother defaults to ``Smoother(0.95)`` (the paper's MNIST :math:`\alpha`, Laplacian kernel).
+    The paper's own settings are presets (:mod:`tfsmooth.evaluation.presets`): MNIST
+    ``confidence=1, learning_rate=0.1, initial_const=15``, :math:`\alpha = 0.95`; ImageNet
+    ``confidence=0, learning_rate=0.1, initial_const=100``, :math:`\alpha = 0.997` with 50 CG
+    iterations (:meth:`imagenet`).
 
     Example:
         >>> SmoothCarliniWagnerL2().smoother.alpha, SmoothCarliniWagnerL2.imagenet().smoother.alpha
         (0.95, 0.997)
+        >>> SmoothCarliniWagnerL2().learning_rate == L2CarliniWagnerAttack().learning_rate
+        True
     """
 
     def __init__(
         self,
         *,
-        binary_search_steps: int = 5,
-        steps: int = 1000,
-        learning_rate: float = 0.1,
-        confidence: float = 1.0,
-        initial_const: float = 15.0,
+        binary_search_steps: int = DEFAULTS["binary_search_steps"],
+        steps: int = DEFAULTS["steps"],
+        learning_rate: float = DEFAULTS["learning_rate"],
+        confidence: float = DEFAULTS["confidence"],
+        initial_const: float = DEFAULTS["initial_const"],
         abort_early: bool = True,
-        parametrization: str = "clip",
+        parametrization: str = DEFAULTS["parametrization"],
         smoother: Smoother | Any = None,
         warm_start: bool = True,
         jit_compile: bool = False,
+        quantize_bits: int | None = None,
     ) -> None:
         if smoother is None:
-            smoother = Smoother(0.95, solver="exact")
+            smoother = Smoother(0.95)
         super().__init__(
             binary_search_steps=binary_search_steps,
             steps=steps,
@@ -426,6 +454,7 @@ class SmoothCarliniWagnerL2(L2CarliniWagnerAttack):
             smoother=smoother,
             warm_start=warm_start,
             jit_compile=jit_compile,
+            quantize_bits=quantize_bits,
         )
 
     @classmethod

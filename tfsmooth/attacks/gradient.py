@@ -56,6 +56,7 @@ from tfsmooth.attacks.base import FixedEpsilonAttack, _check_number
 from tfsmooth.attacks.criteria import Criterion, Misclassification, TargetedMisclassification
 from tfsmooth.attacks.distances import Distance, l2, linf
 from tfsmooth.attacks.losses import attack_objective, margin_loss
+from tfsmooth.attacks.quantization import quantize_perturbation
 from tfsmooth.models.base import Model
 from tfsmooth.smoothing.smoother import Smoother
 
@@ -113,6 +114,9 @@ class _GradientAttack(FixedEpsilonAttack):
         seed: seed of the random start (``None``: TensorFlow's global seed).
         smoother: smooths the gradient before normalization (see module doc).
         jit_compile: compile the loop with XLA.
+        quantize_bits: ``None`` or a bit depth (8 for PNG): count an example as adversarial
+            only if it stays adversarial with its perturbation rounded to that many bits, and
+            return it rounded (see :mod:`tfsmooth.attacks.quantization`).
         stop_on_success: freeze each image as soon as it is adversarial (fewer steps, smaller
             distortion; foolbox's attacks do not stop, Kurakin et al.'s I-FGSM variants may).
         loss: ``"crossentropy"`` (ascend the cross-entropy of the true label; targeted: descend
@@ -136,9 +140,10 @@ class _GradientAttack(FixedEpsilonAttack):
         smoother: Any,
         jit_compile: bool,
         stop_on_success: bool = False,
+        quantize_bits: int | None = None,
         loss: str = "crossentropy",
     ) -> None:
-        super().__init__(smoother=smoother, jit_compile=jit_compile)
+        super().__init__(smoother=smoother, jit_compile=jit_compile, quantize_bits=quantize_bits)
         self.loss = _check_loss(loss)
         if not isinstance(stop_on_success, bool):
             raise TypeError(f"`stop_on_success` must be a bool, got {stop_on_success!r}")
@@ -184,6 +189,7 @@ class _GradientAttack(FixedEpsilonAttack):
         smoothing = self.smoother is not None
         random_start = self.random_start
         stop_on_success = self.stop_on_success
+        quantize_bits = self.quantize_bits
         low, high = model.bounds
 
         def attack_loop(
@@ -219,6 +225,11 @@ class _GradientAttack(FixedEpsilonAttack):
                     new = x0 + self.distance.project(new - x0, epsilon)
                     new = tf.clip_by_value(new, lo, hi)
                     if stop_on_success:
+                        if quantize_bits is not None:  # adversarial once saved, not before
+                            delivered = quantize_perturbation(
+                                x0, x, quantize_bits, model.bounds, toward_zero=True
+                            )
+                            logits = model(delivered)
                         done = criterion.is_adversarial(logits)
                         new = tf.where(tf.reshape(done, [-1, 1, 1, 1]), x, new)
                     # A model may lose the static batch size; the loop state keeps its shapes.
@@ -299,6 +310,9 @@ class LinfFastGradientAttack(_GradientAttack):
         smoother: optional :class:`~tfsmooth.smoothing.Smoother`: the sign of the smoothed
             gradient is used.
         jit_compile: compile the attack with XLA (needs an XLA-compatible model).
+        quantize_bits: ``None`` or a bit depth (8 for PNG): count an example as adversarial
+            only if it stays adversarial with its perturbation rounded to that many bits, and
+            return it rounded (see :mod:`tfsmooth.attacks.quantization`).
         loss: ``"crossentropy"`` (default) or ``"margin"`` (eq. 3, see the module docstring).
 
     Example:
@@ -321,6 +335,7 @@ class LinfFastGradientAttack(_GradientAttack):
         smoother: Smoother | Any = None,
         jit_compile: bool = False,
         loss: str = "crossentropy",
+        quantize_bits: int | None = None,
     ) -> None:
         super().__init__(
             steps=1,
@@ -331,6 +346,7 @@ class LinfFastGradientAttack(_GradientAttack):
             smoother=smoother,
             jit_compile=jit_compile,
             loss=loss,
+            quantize_bits=quantize_bits,
         )
 
     def get_config(self) -> dict[str, Any]:
@@ -382,6 +398,9 @@ class LinfBasicIterativeAttack(_GradientAttack):
             smoothed gradient.
         stop_on_success: freeze each image as soon as it is adversarial.
         jit_compile: compile the attack with XLA.
+        quantize_bits: ``None`` or a bit depth (8 for PNG): count an example as adversarial
+            only if it stays adversarial with its perturbation rounded to that many bits, and
+            return it rounded (see :mod:`tfsmooth.attacks.quantization`).
         loss: ``"crossentropy"`` (default) or ``"margin"`` (eq. 3, see the module docstring).
 
     Example:
@@ -403,6 +422,7 @@ class LinfBasicIterativeAttack(_GradientAttack):
         stop_on_success: bool = False,
         jit_compile: bool = False,
         loss: str = "crossentropy",
+        quantize_bits: int | None = None,
     ) -> None:
         if step_size is not None:
             step_size = _check_number(step_size, "step_size", strict=True)
@@ -416,6 +436,7 @@ class LinfBasicIterativeAttack(_GradientAttack):
             stop_on_success=stop_on_success,
             jit_compile=jit_compile,
             loss=loss,
+            quantize_bits=quantize_bits,
         )
 
     @property
@@ -451,6 +472,9 @@ class L2ProjectedGradientDescentAttack(_GradientAttack):
         smoother: optional :class:`~tfsmooth.smoothing.Smoother` (sPGD2).
         stop_on_success: freeze each image as soon as it is adversarial.
         jit_compile: compile the attack with XLA.
+        quantize_bits: ``None`` or a bit depth (8 for PNG): count an example as adversarial
+            only if it stays adversarial with its perturbation rounded to that many bits, and
+            return it rounded (see :mod:`tfsmooth.attacks.quantization`).
         loss: ``"crossentropy"`` (default) or ``"margin"`` (eq. 3, see the module docstring).
 
     Example:
@@ -472,6 +496,7 @@ class L2ProjectedGradientDescentAttack(_GradientAttack):
         stop_on_success: bool = False,
         jit_compile: bool = False,
         loss: str = "crossentropy",
+        quantize_bits: int | None = None,
     ) -> None:
         super().__init__(
             steps=steps,
@@ -483,6 +508,7 @@ class L2ProjectedGradientDescentAttack(_GradientAttack):
             stop_on_success=stop_on_success,
             jit_compile=jit_compile,
             loss=loss,
+            quantize_bits=quantize_bits,
         )
 
     def get_config(self) -> dict[str, Any]:
@@ -521,6 +547,7 @@ class SmoothL2PGD(L2ProjectedGradientDescentAttack):
         stop_on_success: bool = False,
         jit_compile: bool = False,
         loss: str = "crossentropy",
+        quantize_bits: int | None = None,
     ) -> None:
         if smoother is None:
             smoother = Smoother(0.95, solver="exact")
@@ -534,4 +561,5 @@ class SmoothL2PGD(L2ProjectedGradientDescentAttack):
             stop_on_success=stop_on_success,
             jit_compile=jit_compile,
             loss=loss,
+            quantize_bits=quantize_bits,
         )

@@ -12,7 +12,10 @@ from tfsmooth import _validation as v
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PREPROCESSING", "Model"]
+__all__ = ["OUTPUTS", "PREPROCESSING", "Model"]
+
+#: What a wrapped network may return.
+OUTPUTS = ("logits", "probabilities")
 
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -60,6 +63,9 @@ class Model:
             1001-class labels): a constant, very low background logit is prepended. ``-1``: the
             model has a background logit the labels lack: it is dropped.
         num_classes: expected number of output classes (after the offset); checked at call.
+        output: what the network returns: ``"logits"`` (default) or ``"probabilities"``
+            (softmax outputs, converted to log-probabilities, which are logits of the same
+            softmax; attacks on raw probabilities see flat, saturated margins).
         name: a name for ``repr`` and logs.
 
     Example:
@@ -77,6 +83,7 @@ class Model:
         input_size: tuple[int, int] | None = None,
         label_offset: int = 0,
         num_classes: int | None = None,
+        output: str = "logits",
         name: str | None = None,
     ) -> None:
         if not callable(model):
@@ -98,6 +105,7 @@ class Model:
             raise TypeError(f"`label_offset` must be an int, got {label_offset!r}")
         if num_classes is not None:
             num_classes = v.check_int_at_least(num_classes, "num_classes", 2)
+        self.output = v.check_choice(output, "output", OUTPUTS)
         self.model = model
         self.bounds = (float(bounds[0]), float(bounds[1]))
         self.preprocessing = preprocessing
@@ -140,8 +148,16 @@ class Model:
             raise ValueError(
                 f"the model must return logits of shape [batch, classes], got shape {tuple(logits.shape)}"
             )
+        if not logits.dtype.is_floating:
+            raise TypeError(
+                f"model {self.name!r} returned {logits.dtype.name} outputs; attacks need float "
+                f"logits (scores before softmax) to differentiate"
+            )
         if logits.dtype != images.dtype:
             logits = tf.cast(logits, images.dtype)
+        if self.output == "probabilities":
+            tiny = tf.constant(1e-30 if logits.dtype == tf.float32 else 1e-7, logits.dtype)
+            logits = tf.math.log(tf.maximum(logits, tiny))
         if self.label_offset > 0:
             low = tf.reduce_min(tf.stop_gradient(logits), axis=1, keepdims=True) - 1e4
             logits = tf.concat(
@@ -177,5 +193,7 @@ class Model:
         )
         return (
             f"Model({self.name!r}, bounds={self.bounds}, preprocessing={pre!r}, "
-            f"input_size={self.input_size}, label_offset={self.label_offset})"
+            f"input_size={self.input_size}, label_offset={self.label_offset}"
+            + ("" if self.output == "logits" else f", output={self.output!r}")
+            + ")"
         )
