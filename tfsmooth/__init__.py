@@ -12,22 +12,34 @@ Example:
     TensorShape([1, 8, 8, 3])
 """
 
-from tfsmooth import (
-    attacks,
-    callbacks,
-    data,
-    defenses,
-    evaluation,
-    graphs,
-    magnification,
-    models,
-    smoothing,
-)
+import importlib
+from typing import Any
+
 from tfsmooth._version import __version__
-from tfsmooth.callbacks import AdversarialEvaluation
-from tfsmooth.graphs import ImageGraph
-from tfsmooth.models import Model
-from tfsmooth.smoothing import BoundSmoother, Smoother
+
+#: Sub-packages, imported on first use: ``import tfsmooth`` (and ``tfsmooth --help``) does not
+#: import TensorFlow until something needs it.
+_SUBMODULES = (
+    "attacks",
+    "callbacks",
+    "data",
+    "defenses",
+    "evaluation",
+    "graphs",
+    "magnification",
+    "metrics",
+    "models",
+    "smoothing",
+)
+
+#: Names re-exported at the top level, and the module that defines each.
+_EXPORTS = {
+    "AdversarialEvaluation": "tfsmooth.callbacks",
+    "BoundSmoother": "tfsmooth.smoothing",
+    "ImageGraph": "tfsmooth.graphs",
+    "Model": "tfsmooth.models",
+    "Smoother": "tfsmooth.smoothing",
+}
 
 __all__ = [
     "AdversarialEvaluation",
@@ -43,6 +55,22 @@ __all__ = [
     "evaluation",
     "graphs",
     "magnification",
+    "metrics",
     "models",
     "smoothing",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"tfsmooth.{name}")
+    elif name in _EXPORTS:
+        module = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module 'tfsmooth' has no attribute {name!r}")
+    globals()[name] = module
+    return module
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -69,13 +69,13 @@ def quantize_images(
         >>> quantize_images(tf.constant([[[[0.5]]]]), 8).numpy().ravel() * 255
         array([128.], dtype=float32)
     """
-    bits = check_quantize_bits(bits)
-    if bits is None:
+    checked = check_quantize_bits(bits)
+    if checked is None:
         raise ValueError("`bits` must be an int between 1 and 16, got None")
     with tf.name_scope(name or "quantize_images"):
         images = v.as_float_tensor(images, "images")
         low, high = (tf.cast(b, images.dtype) for b in bounds)
-        levels = _levels(bits, images.dtype)
+        levels = _levels(checked, images.dtype)
         unit = tf.clip_by_value((images - low) / (high - low), 0.0, 1.0)
         return low + tf.round(unit * levels) / levels * (high - low)
 
