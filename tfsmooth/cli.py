@@ -146,6 +146,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             n=QUICK_MNIST_IMAGES if args.quick and args.n is None else args.n,
             quick=args.quick,
             resume=args.resume,
+            overwrite=args.overwrite,
             progress=not args.no_progress,
             batch_size=args.batch_size or 100,
             models=args.models or ("c4", "c4-adv"),
@@ -185,6 +186,7 @@ def _reproduce_imagenet(args: argparse.Namespace, overrides: dict[str, dict[str,
         n=args.n,
         quick=args.quick,
         resume=args.resume,
+        overwrite=args.overwrite,
         progress=not args.no_progress,
         batch_size=args.batch_size or 10,
         attacks=args.attacks,
@@ -211,6 +213,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         labels=args.labels,
         n=args.n,
         resume=args.resume,
+        overwrite=args.overwrite,
         epsilons=args.epsilon,
         input_size=tuple(args.input_size) if args.input_size else None,
         preprocessing=args.preprocessing,
@@ -294,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--out", default="tfsmooth-results", help="output directory")
     reproduce.add_argument("--resume", action="store_true", help="continue an interrupted run")
     reproduce.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of an earlier run (or other files) in --out; with "
+        "--resume, continue what belongs to this run and replace the rest",
+    )
+    reproduce.add_argument(
         "--batch-size", type=int, default=None, help="images per batch (MNIST 100, ImageNet 10)"
     )
     reproduce.add_argument("--models", nargs="+", default=None, help="MNIST: subset of the models")
@@ -362,6 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     attack.add_argument("--n", type=int, default=None, help="attack only the first N images")
     attack.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    attack.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of an earlier run (or other files) in --out; with "
+        "--resume, continue what belongs to this run and replace the rest",
+    )
     attack.add_argument(
         "--epsilon",
         type=float,

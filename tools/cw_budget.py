@@ -12,8 +12,13 @@ Usage::
     python tools/cw_budget.py --out reproduction/mnist            # both models, 200 digits
     python tools/cw_budget.py --models c4 --n 100 --budgets 1x100 3x100
 
-Each (model, budget, attack) row is appended to ``cw_budget.jsonl`` as soon as it is measured;
-a rerun skips the rows already there (so an interrupted study loses nothing it had finished).
+Each (model, budget, attack) measurement keeps per-image records in
+``cw_budget_records/<model>__<attack>__<rounds>x<steps>__n<n>.jsonl``
+(:class:`tfsmooth.evaluation.records.RecordFile`, through
+:func:`~tfsmooth.evaluation.evaluate_attack`: locked, appended per batch of 100 digits,
+resumed by the same batches), so an interrupted study loses at most one batch and a rerun
+measures nothing twice. Rows logged by earlier versions of this tool in ``cw_budget.jsonl`` are
+read (never written) and not measured again.
 """
 
 from __future__ import annotations
@@ -21,14 +26,14 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import pathlib
 import sys
-import time
 
-import numpy as np
 import tensorflow as tf
 
 from tfsmooth.data import load_mnist
+from tfsmooth.evaluation import evaluate_attack, read_records
 from tfsmooth.evaluation.presets import MNIST, PAPER_RESULTS
 from tfsmooth.models import mnist_c4
 
@@ -58,30 +63,61 @@ def _model_and_digits(model_name: str, n: int) -> tuple:
     return model, test.images[correct][:n], test.labels[correct][:n]
 
 
-def _measure(model_name: str, attack_name: str, rounds: int, steps: int, n: int) -> dict:
+def _records_path(out: pathlib.Path, model: str, attack: str, rounds: int, steps: int, n: int):
+    name = f"{model}__{attack.replace('&', '')}__{rounds}x{steps}__n{n}.jsonl"
+    return out / "cw_budget_records" / name
+
+
+def _is_complete(path: pathlib.Path, n: int) -> bool:
+    """Whether the records of ``path`` cover all ``n`` digits (errors are evaluate_attack's)."""
+    try:
+        return len(read_records(path)[1]) == n
+    except (OSError, ValueError):
+        return False
+
+
+def _measure(
+    model_name: str, attack_name: str, rounds: int, steps: int, n: int, records: pathlib.Path
+) -> dict:
     model, images, labels = _model_and_digits(model_name, n)
     preset = MNIST.attacks[attack_name].replace(
         kwargs={"binary_search_steps": rounds, "steps": steps}
     )
     attack, _ = preset.build()
-    start = time.perf_counter()
-    success, l2 = [], []
-    for i in range(0, len(labels), 100):
-        x, y = tf.constant(images[i : i + 100]), tf.constant(labels[i : i + 100])
-        _, adv, ok = attack(model, x, y, epsilons=None)
-        success.append(np.asarray(ok).reshape(-1))
-        l2.append(np.sqrt(np.sum((adv.numpy() - images[i : i + 100]) ** 2, axis=(1, 2, 3))))
-    ok, dist = np.concatenate(success), np.concatenate(l2)
+    result = evaluate_attack(
+        model,
+        attack,
+        images,
+        labels,
+        batch_size=100,
+        records_path=records,
+        resume=True,
+        attack_name=attack_name,
+        model_name=model_name,
+    )
     return {
         "model": model_name,
         "attack": attack_name,
         "rounds": rounds,
         "steps": steps,
-        "n": int(ok.size),
-        "psuc": float(ok.mean()),
-        "mean_l2": float(dist[ok].mean()) if ok.any() else None,
-        "seconds": time.perf_counter() - start,
+        "n": result.n0,
+        "psuc": float(result.n_success / result.n0),
+        "mean_l2": None if math.isnan(result.mean_l2) else float(result.mean_l2),
+        "seconds": round(float(result.seconds), 3),
     }
+
+
+def _legacy_rows(path: pathlib.Path) -> dict[tuple, dict]:
+    """Rows logged by earlier versions of the tool (``cw_budget.jsonl``), read only."""
+    rows = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                rows[(row["model"], row["attack"], row["rounds"], row["steps"], row["n"])] = row
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line cut by a kill
+    return rows
 
 
 def _markdown(rows: list[dict], n: int) -> str:
@@ -145,20 +181,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--n must be >= 1, got {args.n}")
     budgets = args.budgets or [_budget(b) for b in DEFAULT_BUDGETS]
     args.out.mkdir(parents=True, exist_ok=True)
-    log = args.out / "cw_budget.jsonl"
-    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    done = {(r["model"], r["attack"], r["rounds"], r["steps"], r["n"]) for r in rows}
+    legacy = _legacy_rows(args.out / "cw_budget.jsonl")
+    rows = []
     for model in args.models:
         for rounds, steps in budgets:
             for attack in ("C&W", "sC&W"):
-                if (model, attack, rounds, steps, args.n) in done:
+                if (model, attack, rounds, steps, args.n) in legacy:
+                    rows.append(legacy[(model, attack, rounds, steps, args.n)])
                     continue
-                row = _measure(model, attack, rounds, steps, args.n)
-                print(json.dumps(row), flush=True)
-                with log.open("a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(row) + "\n")
+                records = _records_path(args.out, model, attack, rounds, steps, args.n)
+                measured = not _is_complete(records, args.n)
+                row = _measure(model, attack, rounds, steps, args.n, records)
+                if measured:
+                    print(json.dumps(row), flush=True)
                 rows.append(row)
-    rows = [r for r in rows if r["n"] == args.n and r["model"] in args.models]
     (args.out / "cw_budget.json").write_text(json.dumps({"n": args.n, "rows": rows}, indent=1))
     (args.out / "cw_budget.md").write_text(_markdown(rows, args.n) + "\n")
     return 0

@@ -9,41 +9,49 @@ the attack batch by batch, and reduces each image to one record:
 - *optimality-targeting* attacks (C&W, sC&W; ``epsilons=None``) run once; success is the
   attack's and ``D`` the L2 distortion of its output.
 
-Records (one JSON object per line, written and flushed once per batch) make a run resumable: the
-file starts with a header describing the run (model, attack, epsilons, batch size, fingerprint
-of the data and of the model weights, package version) and each record holds ``index`` (in the
-input set), ``model``, ``attack``, ``label``, ``correct``, ``success``, ``l2``, ``linf``,
-``best_epsilon``, ``adv_label`` (prediction on the adversarial image), ``batch``, ``seconds``
-(the image's share of its batch's wall time) and ``run`` (the run fingerprint). Calling again
-with ``resume=True`` skips the images already recorded; a batch of which only part was recorded
-is attacked again as a whole (same batch composition, so the same results for deterministic
-attacks) and only its missing records are written.
+Records (one JSON object per line, written, flushed and fsynced once per batch) make a run
+resumable; they are kept by :class:`~tfsmooth.evaluation.records.RecordFile` (locked against a
+second writer, fixed batches, checked on read). The file starts with a header describing the run
+(model, attack, epsilons, batch size, fingerprint of the data and of the model weights, package
+version) and each record holds ``index`` (in the input set), ``model``, ``attack``, ``label``,
+``correct``, ``success``, ``l2``, ``linf``, ``best_epsilon``, ``adv_label`` (prediction on the
+adversarial image), ``batch``, ``seconds`` (the image's share of its batch's wall time) and
+``run`` (the run fingerprint). Calling again with ``resume=True`` skips the images already
+recorded; a batch of which only part was recorded is attacked again as a whole (same batch
+composition, so the same results for deterministic attacks) and only its missing records are
+written.
 
 Robustness: a truncated *last* line (the mark of a killed process) is dropped and that image
-recomputed; any other unreadable line, a header that does not match this run, or a file that is
-not a tfsmooth record file raises :class:`ValueError` and leaves the file untouched.
+recomputed; any other unreadable or invalid line, a header that does not match this run, or a
+file that is not a tfsmooth record file raises :class:`ValueError` and leaves the file untouched
+(``overwrite=True`` starts over instead). :data:`RECORDS_FORMAT`, :func:`read_records`,
+:func:`data_fingerprint` and :func:`model_fingerprint` live in
+:mod:`~tfsmooth.evaluation.records` and are importable from here too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import math
 import os
-import pathlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from tfsmooth import _validation as v
-from tfsmooth._version import __version__
 from tfsmooth.attacks.base import Attack, FixedEpsilonAttack, as_model
 from tfsmooth.evaluation import metrics
+from tfsmooth.evaluation.records import (
+    RECORDS_FORMAT,
+    RecordFile,
+    data_fingerprint,
+    model_fingerprint,
+    read_records,
+)
 from tfsmooth.models.base import Model
 
 logger = logging.getLogger(__name__)
@@ -56,84 +64,6 @@ __all__ = [
     "model_fingerprint",
     "read_records",
 ]
-
-#: Value of the ``"format"`` key of the header line of a record file.
-RECORDS_FORMAT = "tfsmooth-evaluation-records/1"
-
-#: Header keys that must match for a run to be resumed.
-_HEADER_KEYS = (
-    "format",
-    "model",
-    "model_fingerprint",
-    "attack",
-    "attack_config",
-    "epsilons",
-    "batch_size",
-    "n_images",
-    "data_fingerprint",
-)
-
-_RECORD_KEYS = frozenset(
-    {
-        "index",
-        "model",
-        "attack",
-        "label",
-        "correct",
-        "success",
-        "l2",
-        "linf",
-        "best_epsilon",
-        "adv_label",
-        "batch",
-        "seconds",
-        "run",
-    }
-)
-
-
-# -- fingerprints ------------------------------------------------------------------------------
-def data_fingerprint(images: Any, labels: Any) -> str:
-    """SHA-1 of the images (as float32) and labels (as int64), in hex.
-
-    Example:
-        >>> a = data_fingerprint(np.zeros([1, 2, 2, 1]), [3])
-        >>> a == data_fingerprint(np.zeros([1, 2, 2, 1], "float32"), np.array([3])), len(a)
-        (True, 40)
-    """
-    digest = hashlib.sha1()
-    images = np.ascontiguousarray(np.asarray(images, dtype=np.float32))
-    labels = np.ascontiguousarray(np.asarray(labels, dtype=np.int64))
-    digest.update(repr(images.shape).encode())
-    digest.update(images.tobytes())
-    digest.update(labels.tobytes())
-    return digest.hexdigest()
-
-
-def model_fingerprint(model: Any) -> str | None:
-    """SHA-1 of a Keras model's weights (wrapped or not), or ``None`` if it has none.
-
-    Example:
-        >>> model_fingerprint(lambda x: x) is None
-        True
-    """
-    inner = model.model if isinstance(model, Model) else model
-    weights = getattr(inner, "weights", None)
-    if not weights:
-        return None
-    digest = hashlib.sha1()
-    for weight in weights:
-        value = np.ascontiguousarray(
-            np.asarray(weight.numpy() if hasattr(weight, "numpy") else weight)
-        )
-        digest.update(f"{value.dtype}{value.shape}".encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()
-
-
-def _run_fingerprint(header: dict[str, Any]) -> str:
-    payload = json.dumps({k: header.get(k) for k in _HEADER_KEYS}, sort_keys=True)
-    return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
 
 # -- result ------------------------------------------------------------------------------------
@@ -161,6 +91,8 @@ class EvaluationResult:
         adv_label: int64 ``[n0]`` prediction on the adversarial image (the clean prediction
             where the image was not attacked).
         records_path: the JSONL file, if any.
+        measures: ``{name: float64 [n0]}`` per-image values of the ``measure`` of
+            :func:`evaluate_attack` (``NaN`` where none).
     """
 
     model: str
@@ -180,6 +112,7 @@ class EvaluationResult:
     best_epsilon: np.ndarray
     adv_label: np.ndarray
     records_path: str | None = None
+    measures: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def operating_characteristic(self) -> tuple[np.ndarray, np.ndarray]:
         """``(thresholds, P(D))`` of eq. 21 over the correctly classified images."""
@@ -200,6 +133,14 @@ class EvaluationResult:
             "mean_l2": _none_if_nan(self.mean_l2),
             "seconds": round(float(self.seconds), 3),
             "clean_accuracy": _none_if_nan(self.clean_accuracy),
+            **{
+                f"mean_{name}": _none_if_nan(
+                    float(np.mean(values[self.success & np.isfinite(values)]))
+                    if np.any(self.success & np.isfinite(values))
+                    else float("nan")
+                )
+                for name, values in self.measures.items()
+            },
         }
 
     @classmethod
@@ -246,6 +187,20 @@ class EvaluationResult:
             best_epsilon=column("best_epsilon", np.float64),
             adv_label=column("adv_label", np.int64, -1),
             records_path=records_path,
+            measures={
+                name: np.array(
+                    [
+                        np.nan
+                        if (by_index[i].get("measures") or {}).get(name) is None
+                        else by_index[i]["measures"][name]
+                        for i in range(n0)
+                    ],
+                    np.float64,
+                )
+                for name in sorted(
+                    {k for r in by_index.values() for k in (r.get("measures") or {})}
+                )
+            },
         )
 
 
@@ -257,63 +212,6 @@ def _none_if_nan(value: float) -> float | None:
 def _json_float(value: Any) -> float | None:
     value = float(value)
     return None if not math.isfinite(value) else value
-
-
-# -- record files ------------------------------------------------------------------------------
-def read_records(path: Any) -> tuple[dict[str, Any], list[dict[str, Any]], int | None]:
-    """Reads a record file written by :func:`evaluate_attack`.
-
-    Args:
-        path: the JSONL file.
-
-    Returns:
-        ``(header, records, truncated_at)``: the header dict, the parsed records, and the byte
-        offset where a truncated last line starts (``None`` if the file ends cleanly).
-
-    Raises:
-        ValueError: the file is empty, its first line is not a tfsmooth header, or a line other
-            than the last one is not a valid record (the message names the line).
-    """
-    path = pathlib.Path(path)
-    data = path.read_bytes()
-    if not data:
-        raise ValueError(f"{path} is empty: expected a tfsmooth record file (JSONL with header)")
-    lines = data.split(b"\n")
-    ends_cleanly = data.endswith(b"\n")
-    if ends_cleanly:
-        lines = lines[:-1]
-    try:
-        header = json.loads(lines[0])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        header = None
-    if not isinstance(header, dict) or header.get("format") != RECORDS_FORMAT:
-        raise ValueError(
-            f"{path} is not a tfsmooth record file: expected a first line with "
-            f'"format": "{RECORDS_FORMAT}"; remove it or choose another records_path'
-        )
-    records: list[dict[str, Any]] = []
-    truncated_at: int | None = None
-    offset = len(lines[0]) + 1
-    for number, raw in enumerate(lines[1:], start=2):
-        is_last = number == len(lines)
-        if is_last and not ends_cleanly:  # cut by a kill (complete JSON or not): recompute
-            truncated_at = offset
-            break
-        try:
-            record = json.loads(raw)
-            valid = isinstance(record, dict) and set(record) >= _RECORD_KEYS
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            valid = False
-        if not valid:
-            raise ValueError(
-                f"{path}, line {number}: not a valid record ({raw[:80]!r}); the file is "
-                f"corrupted — remove it to start over"
-            )
-        records.append(record)
-        offset += len(raw) + 1
-    if truncated_at is None and not ends_cleanly and len(lines) == 1:
-        raise ValueError(f"{path}: header line is not terminated; the file is corrupted")
-    return header, records, truncated_at
 
 
 # -- input checks ------------------------------------------------------------------------------
@@ -353,8 +251,9 @@ def _make_progress(progress: Any, total: int) -> Callable[[int], None] | None:
 # -- attack on one batch -----------------------------------------------------------------------
 def _attack_chunk(
     model: Model, attack: Attack, images: tf.Tensor, labels: tf.Tensor, epsilons: Any
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Attacks one chunk; returns success ``[K, n]``, L2 ``[K, n]``, Linf ``[K, n]``, labels."""
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Attacks one chunk; returns success ``[K, n]``, L2 ``[K, n]``, Linf ``[K, n]``, labels
+    ``[K, n]`` and the adversarials ``[K, n, H, W, C]``."""
     result = attack(model, images, labels, epsilons=epsilons)
     clipped = result.clipped if isinstance(result.clipped, list) else [result.clipped]
     adversarials = tf.stack(clipped, axis=0)  # [K, n, H, W, C]
@@ -362,7 +261,7 @@ def _attack_chunk(
     l2 = tf.norm(delta, axis=-1)
     linf = tf.reduce_max(tf.abs(delta), axis=-1)
     predicted = tf.stack([tf.argmax(model(a), axis=-1) for a in clipped], axis=0)
-    return tf.cast(result.success, tf.bool), l2, linf, predicted
+    return tf.cast(result.success, tf.bool), l2, linf, predicted, adversarials
 
 
 def _padded(array: np.ndarray, size: int) -> np.ndarray:
@@ -411,7 +310,11 @@ def _attack_batch(
             with tf.device(device):
                 outputs = _attack_chunk(model, attack, x, y, epsilons)
         parts.append(tuple(np.asarray(o)[:, :real] for o in outputs))
-    return tuple(np.concatenate([p[i] for p in parts], axis=1) for i in range(4))
+    return tuple(np.concatenate([p[i] for p in parts], axis=1) for i in range(len(parts[0])))
+
+
+#: ``measure(indices, clean, adversarial) -> {name: per-image values}`` (see evaluate_attack).
+Measure = Callable[[np.ndarray, np.ndarray, np.ndarray], Mapping[str, Any]]
 
 
 # -- the runner --------------------------------------------------------------------------------
@@ -425,10 +328,12 @@ def evaluate_attack(
     batch_size: int = 100,
     records_path: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: Any = None,
     strategy: Any = None,
     attack_name: str | None = None,
     model_name: str | None = None,
+    measure: Measure | None = None,
 ) -> EvaluationResult:
     """Evaluates an attack on a test set with the protocol of the paper (§5.1).
 
@@ -443,7 +348,9 @@ def evaluate_attack(
         batch_size: images per batch (the batches are fixed slices of the input set, so the
             batch ids of the records are stable across resumed runs).
         records_path: optional JSONL file of per-image records (see the module docstring).
-        resume: continue the run recorded in ``records_path``.
+        resume: continue the run recorded in ``records_path`` (by the same fixed batches).
+        overwrite: start over if ``records_path`` exists and is not resumed (or cannot be:
+            another run, corrupted).
         progress: ``None``/``False`` (silent), ``True`` (a ``keras.utils.Progbar``) or a callable
             ``progress(done, total)`` called after each batch.
         strategy: optional ``tf.distribute.Strategy`` (e.g. ``MirroredStrategy``): each batch
@@ -451,14 +358,22 @@ def evaluate_attack(
             each chunk attacked on its device, and the results gathered in order.
         attack_name: name for records and rows (default: the attack's class name).
         model_name: name for records and rows (default: the model's name).
+        measure: optional ``measure(indices, clean, adversarial) -> {name: values}`` called once
+            per batch on the successful images (their indices ``[m]``, clean and adversarial
+            images ``[m, H, W, C]``, the adversarial of the best epsilon), returning per-image
+            values ``[m]`` (e.g. :func:`tfsmooth.metrics.perceptual_report`); stored in each
+            record under ``"measures"`` and averaged over the successes in the rows (``mean_<name>``).
+            It may also write files (the adversarials) as a side effect.
 
     Returns:
         :class:`EvaluationResult`.
 
     Raises:
-        ValueError: bad shapes or sizes; ``records_path`` exists and ``resume`` is false; a
-            record file that is foreign, corrupted (other than a truncated last line) or
-            belongs to another run (different model, attack, epsilons, data or batch size).
+        ValueError: bad shapes or sizes; ``records_path`` exists and neither ``resume`` nor
+            ``overwrite`` is true; a record file that is foreign, corrupted (other than a
+            truncated last line) or belongs to another run (different model, attack, epsilons,
+            data or batch size), unless ``overwrite``.
+        RunLockedError: another run writes to ``records_path`` (an ``OSError``).
         TypeError: ``attack`` is not an attack, bad ``progress``.
 
     Example:
@@ -501,98 +416,44 @@ def evaluate_attack(
         "batch_size": batch_size,
         "n_images": n0,
         "data_fingerprint": data_fingerprint(images_np, labels_np),
-        "version": __version__,
     }
-    run_id = _run_fingerprint(header)
-    header["run"] = run_id
-
-    records: dict[int, dict[str, Any]] = {}
-    handle = None
-    if records_path is not None:
-        path = pathlib.Path(records_path)
-        if path.exists() and not resume:
-            raise ValueError(
-                f"{path} exists: pass resume=True to continue that run, or remove the file"
-            )
-        if path.exists():
-            old_header, old_records, truncated_at = read_records(path)
-            differ = [k for k in _HEADER_KEYS if old_header.get(k) != header.get(k)]
-            if differ:
-                raise ValueError(
-                    f"{path} records another run (differs in {differ}); remove it or use "
-                    f"another records_path"
-                )
-            for number, record in enumerate(old_records, start=2):
-                index = record.get("index")
-                if (
-                    record.get("run") != run_id
-                    or not isinstance(index, int)
-                    or not 0 <= index < n0
-                    or index in records
-                ):
-                    raise ValueError(
-                        f"{path}, line {number}: record does not belong to this run or repeats "
-                        f"an image; the file is corrupted — remove it to start over"
-                    )
-                records[index] = record
-            if truncated_at is not None:
-                logger.warning("%s: dropping a truncated last line (interrupted run)", path)
-                with open(path, "r+b") as f:
-                    f.truncate(truncated_at)
-            handle = open(path, "a", encoding="utf-8")  # noqa: SIM115
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "x", encoding="utf-8")  # noqa: SIM115
-            handle.write(json.dumps(header) + "\n")
-            handle.flush()
-        logger.info(
-            "%s on %s: %d of %d images already recorded", attack_name, model_name, len(records), n0
-        )
-
+    store = RecordFile(records_path, header, resume=resume, overwrite=overwrite)
     report = _make_progress(progress, n0)
-    try:
+    with store:
+        if records_path is not None:
+            logger.info(
+                "%s on %s: %d of %d images already recorded",
+                attack_name,
+                model_name,
+                len(store.records),
+                n0,
+            )
         clean = model.predict(images_t, batch_size=batch_size).numpy()
         correct = clean == labels_np
-        for batch_id, start in enumerate(range(0, n0, batch_size)):
-            stop = min(start + batch_size, n0)
-            indices = np.arange(start, stop)
-            missing = [i for i in indices if int(i) not in records]
-            if not missing:
-                if report:
-                    report(len(records))
-                continue
-            new = _evaluate_batch(
-                model,
-                attack,
-                images_np,
-                labels_np,
-                indices,
-                correct,
-                clean,
-                eps_list,
-                eps,
-                strategy,
-                min(batch_size, n0),
-            )
-            lines = []
-            for record in new:
-                if record["index"] in records:
-                    continue
-                record.update(model=model_name, attack=attack_name, batch=batch_id, run=run_id)
-                records[record["index"]] = record
-                lines.append(json.dumps(record))
-            if handle is not None:
-                handle.write("\n".join(lines) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+        for batch in store.batches(batch_size):
+            if batch.missing.size:
+                new = _evaluate_batch(
+                    model,
+                    attack,
+                    images_np,
+                    labels_np,
+                    batch.indices,
+                    correct,
+                    clean,
+                    eps_list,
+                    eps,
+                    strategy,
+                    min(batch_size, n0),
+                    measure,
+                )
+                for record in new:
+                    record.update(model=model_name, attack=attack_name)
+                store.append(new, batch=batch.id)
             if report:
-                report(len(records))
-    finally:
-        if handle is not None:
-            handle.close()
+                report(len(store.records))
 
     return EvaluationResult.from_records(
-        list(records.values()),
+        list(store.records.values()),
         n0=n0,
         model=model_name,
         attack=attack_name,
@@ -612,13 +473,14 @@ def _evaluate_batch(
     eps: Any,
     strategy: Any,
     size: int,
+    measure: Measure | None = None,
 ) -> list[dict[str, Any]]:
     """Records for the images ``indices`` (all of one batch)."""
     started = time.perf_counter()
     attacked = indices[correct[indices]]
     results: dict[int, dict[str, Any]] = {}
     if attacked.size:
-        success, l2, linf, predicted = _attack_batch(
+        success, l2, linf, predicted, adversarials = _attack_batch(
             model, attack, images[attacked], labels[attacked], eps, strategy, size
         )
         ok, distance, best = metrics.combine_multi_epsilon(success, l2, return_index=True)
@@ -633,6 +495,21 @@ def _evaluate_batch(
                 "adv_label": int(predicted[k, j]),
             }
     seconds = (time.perf_counter() - started) / len(indices)
+    if measure is not None and attacked.size and ok.any():
+        chosen = np.flatnonzero(ok)
+        values = measure(
+            attacked[chosen], images[attacked[chosen]], adversarials[best[chosen], chosen]
+        )
+        for name, column in values.items():
+            column = np.asarray(column, np.float64).reshape(-1)
+            if column.shape[0] != chosen.size:
+                raise ValueError(
+                    f"`measure` returned {column.shape[0]} values of {name!r} for "
+                    f"{chosen.size} images"
+                )
+            for position, value in zip(chosen, column):
+                measures = results[int(attacked[position])].setdefault("measures", {})
+                measures[str(name)] = _json_float(value)
     records = []
     for index in indices:
         index = int(index)

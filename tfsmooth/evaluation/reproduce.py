@@ -12,6 +12,9 @@ the adversarially trained C4 (``"c4-adv"``, Table 2) over MNIST test images, and
 - ``report.md`` — our numbers beside the paper's;
 - ``oc_<model>.png`` — operating characteristics (Fig. 2) if matplotlib is installed;
 - ``worst_cases.png`` — worst cases of C&W and sC&W on ``c4`` (Fig. 5 style).
+
+The folder is locked while the run writes to it, and earlier results in it are never replaced
+unless asked (``resume`` for the same run, ``overwrite``): see :class:`tfsmooth._io.OutputDir`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from tfsmooth import _validation as v
-from tfsmooth._io import check_out_dir
+from tfsmooth._io import OutputDir
 from tfsmooth._version import __version__
 from tfsmooth.evaluation import presets as presets_lib
 from tfsmooth.evaluation import report as report_lib
@@ -169,6 +172,7 @@ def reproduce_mnist(
     n: int | None = None,
     quick: bool = False,
     resume: bool = False,
+    overwrite: bool = False,
     progress: Any = False,
     batch_size: int = 100,
     strategy: Any = None,
@@ -186,8 +190,10 @@ def reproduce_mnist(
             TFDS or the Keras cache, 1,000 with the sample shipped in the package).
         quick: use :data:`~tfsmooth.evaluation.presets.MNIST_QUICK` (fewer iterations; the
             report says so).
-        resume: continue the runs recorded in ``out_dir/records``; without it, existing record
-            files raise ``ValueError``.
+        resume: continue the run recorded in ``out_dir`` (the same arguments; by the same
+            batches); without it (or ``overwrite``), earlier results raise ``ValueError``.
+        overwrite: replace the files of an earlier run (or foreign files) in ``out_dir``
+            (``--overwrite``); with ``resume``, record files of the same run are continued.
         progress: ``True`` for a progress bar per run, or a callable
             ``progress(model, attack, done, total)``.
         batch_size: images per batch.
@@ -206,7 +212,9 @@ def reproduce_mnist(
 
     Raises:
         ValueError: ``n < 1`` or larger than the data, unknown model or attack names, an
-            ``out_dir`` that cannot be written, record files of another run.
+            ``out_dir`` that cannot be written or holds earlier results (see ``resume`` and
+            ``overwrite``), record files of another run.
+        RunLockedError: another run writes to ``out_dir`` (an ``OSError``).
 
     Example:
         >>> reproduce_mnist("/tmp/never", n=0)
@@ -246,64 +254,81 @@ def reproduce_mnist(
             f"`n` must be at most the number of test images available ({len(data)} from "
             f"{data.source}), got {n}"
         )
-    out = check_out_dir(out_dir, "records")
     images = data.images[:n] if n is not None else data.images
     labels = data.labels[:n] if n is not None else data.labels
     built = presets_lib.build_attacks(preset)
-
-    rows: list[dict[str, Any]] = []
-    results: dict[str, dict[str, EvaluationResult]] = {}
-    accuracy: dict[str, float] = {}
-    nets = {}
-    for model_name in models:
-        net = mnist_c4_model(MNIST_MODELS[model_name])
-        nets[model_name] = net
-        results[model_name] = {}
-        for attack_name, (attack, epsilons) in built.items():
-            report_fn: Any = progress
-            if callable(progress) and progress is not True:
-                report_fn = _bind_progress(progress, model_name, attack_name)
-            logger.info("reproduce_mnist: %s on %s", attack_name, model_name)
-            result = evaluate_attack(
-                net,
-                attack,
-                images,
-                labels,
-                epsilons=epsilons,
-                batch_size=batch_size,
-                records_path=out / "records" / _file_name(model_name, attack_name),
-                resume=resume,
-                progress=report_fn,
-                strategy=strategy,
-                attack_name=attack_name,
-                model_name=model_name,
-            )
-            results[model_name][attack_name] = result
-            accuracy[model_name] = result.clean_accuracy
-            rows.append(result.to_row())
-
-    meta = {
+    run = {
         "experiment": "mnist",
-        "data_source": data.source,
-        "n_test_images": int(images.shape[0]),
-        "clean_accuracy": accuracy,
-        "version": __version__,
+        "models": models,
+        "attacks": list(built),
+        "n_images": int(images.shape[0]),
         "quick": bool(quick),
-        "preset": preset.to_dict(),
         "overrides": overrides or {},
         "batch_size": batch_size,
-        "findings": paper_findings(rows),
     }
-    files = {
-        "results": str(report_lib.write_results(out / "results.json", rows, meta)),
-        "csv": str(report_lib.write_csv(out / "results.csv", rows)),
-    }
-    table = report_lib.markdown_table(rows, presets_lib.PAPER_RESULTS["mnist"])
+    outputs = [f"records/{_file_name(m, a)}" for m in models for a in built]
+    outputs += ["results.json", "results.csv", "report.md"]
     if figures:
-        files.update(_figures(out, results, nets, images, labels, built))
-    files["report"] = str(_write_report(out / "report.md", table, meta, files))
-    seconds = time.perf_counter() - started
-    return {"rows": rows, "meta": meta, "table": table, "files": files, "seconds": seconds}
+        outputs += [f"oc_{m}.png" for m in models] + ["worst_cases.png"]
+    run_dir = OutputDir(
+        out_dir, run=run, outputs=outputs, subdirs=["records"], resume=resume, overwrite=overwrite
+    )
+    with run_dir:
+        out = run_dir.path
+        rows: list[dict[str, Any]] = []
+        results: dict[str, dict[str, EvaluationResult]] = {}
+        accuracy: dict[str, float] = {}
+        nets = {}
+        for model_name in models:
+            net = mnist_c4_model(MNIST_MODELS[model_name])
+            nets[model_name] = net
+            results[model_name] = {}
+            for attack_name, (attack, epsilons) in built.items():
+                report_fn: Any = progress
+                if callable(progress) and progress is not True:
+                    report_fn = _bind_progress(progress, model_name, attack_name)
+                logger.info("reproduce_mnist: %s on %s", attack_name, model_name)
+                result = evaluate_attack(
+                    net,
+                    attack,
+                    images,
+                    labels,
+                    epsilons=epsilons,
+                    batch_size=batch_size,
+                    records_path=out / "records" / _file_name(model_name, attack_name),
+                    resume=resume,
+                    overwrite=overwrite,
+                    progress=report_fn,
+                    strategy=strategy,
+                    attack_name=attack_name,
+                    model_name=model_name,
+                )
+                results[model_name][attack_name] = result
+                accuracy[model_name] = result.clean_accuracy
+                rows.append(result.to_row())
+
+        meta = {
+            "experiment": "mnist",
+            "data_source": data.source,
+            "n_test_images": int(images.shape[0]),
+            "clean_accuracy": accuracy,
+            "version": __version__,
+            "quick": bool(quick),
+            "preset": preset.to_dict(),
+            "overrides": overrides or {},
+            "batch_size": batch_size,
+            "findings": paper_findings(rows),
+        }
+        files = {
+            "results": str(report_lib.write_results(out / "results.json", rows, meta)),
+            "csv": str(report_lib.write_csv(out / "results.csv", rows)),
+        }
+        table = report_lib.markdown_table(rows, presets_lib.PAPER_RESULTS["mnist"])
+        if figures:
+            files.update(_figures(out, results, nets, images, labels, built))
+        files["report"] = str(_write_report(out / "report.md", table, meta, files))
+        seconds = time.perf_counter() - started
+        return {"rows": rows, "meta": meta, "table": table, "files": files, "seconds": seconds}
 
 
 def _bind_progress(progress: Any, model: str, attack: str) -> Any:

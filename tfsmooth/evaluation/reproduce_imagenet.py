@@ -18,12 +18,15 @@ and writes into ``out_dir``:
 
 - ``records/<model>__<attack>.jsonl`` — per-image records of the white-box runs (resumable,
   see :mod:`tfsmooth.evaluation.protocol`); ``C&W`` is spelled ``CW`` in file names;
-- ``transfer/<source>__to__<target>__<attack>.json`` — finished transfer runs (skipped on
-  resume);
+- ``transfer/<source>__to__<target>__<attack>.jsonl`` — per-image records of the transfer
+  runs (resumable the same way, :mod:`tfsmooth.evaluation.records`);
 - ``results.json`` (same schema as the MNIST reproduction, :mod:`tfsmooth.evaluation.report`;
   rows carry a ``table`` key: ``"1"``, ``"2"`` or ``"3"``) and ``results.csv``;
 - ``report.md`` — our numbers beside the paper's;
 - ``oc_<model>.png`` — operating characteristics (Fig. 3) if matplotlib is installed.
+
+The folder is locked while a run writes to it, and earlier results in it are never replaced
+unless asked (``resume`` for the same run, ``overwrite``): see :class:`tfsmooth._io.OutputDir`.
 
 :func:`attack_images` attacks a folder of the user's own images with the user's own model
 (a SavedModel or a ``.keras`` file) and writes adversarial and perturbation PNGs, per-image JSONL
@@ -36,9 +39,7 @@ gets a background logit prepended (``label_offset=1``).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -51,20 +52,26 @@ import numpy as np
 import tensorflow as tf
 
 from tfsmooth import _validation as v
-from tfsmooth._io import check_out_dir, save_png
+from tfsmooth._io import OutputDir, save_png
 from tfsmooth._version import __version__
 from tfsmooth.attacks.base import Attack
+from tfsmooth.data.folder import LABEL_COLUMNS, load_labels_csv  # noqa: F401 (re-exported)
 from tfsmooth.evaluation import metrics
 from tfsmooth.evaluation import presets as presets_lib
 from tfsmooth.evaluation import report as report_lib
 from tfsmooth.evaluation.protocol import (
-    RECORDS_FORMAT,
     EvaluationResult,
+    _json_float,
+    _make_progress,
     _none_if_nan,
-    data_fingerprint,
     evaluate_attack,
+)
+from tfsmooth.evaluation.records import (
+    RECORDS_FORMAT,
+    TRANSFER_RECORDS_FORMAT,
+    RecordFile,
+    data_fingerprint,
     model_fingerprint,
-    read_records,
 )
 from tfsmooth.models.base import PREPROCESSING, Model
 
@@ -325,7 +332,13 @@ def _progress_fn(progress: Any, model: str, attack: str) -> Any:
 
 
 # -- transferability (Table 3) --------------------------------------------------------------------
+def _transfer_path(source_name: str, targets: list[str], attack_name: str) -> str:
+    """``transfer/<source>__to__<targets>__<attack>.jsonl`` (relative to the output folder)."""
+    return "transfer/" + _file_name(f"{source_name}__to__{'+'.join(sorted(targets))}", attack_name)
+
+
 def _transfer(
+    store: RecordFile,
     source: Model,
     targets: dict[str, Model],
     attack: Attack,
@@ -334,46 +347,81 @@ def _transfer(
     epsilon: Any,
     batch_size: int,
     progress: Any,
-) -> dict[str, dict[str, Any]]:
-    """Crafts once on ``source``, tests on every target; one row per target (§5.4)."""
+) -> None:
+    """Crafts on ``source`` and tests on every target, one record per image (§5.4).
+
+    The images classified correctly by the source and by at least one target are attacked, in
+    the fixed batches of ``store`` (each call padded to the same size), so a resumed run
+    attacks the same batches as an uninterrupted one.
+    """
+    n0 = images.shape[0]
+    names = sorted(targets)
     clean_source = source.predict(images, batch_size).numpy() == labels
     correct = {
-        name: clean_source & (net.predict(images, batch_size).numpy() == labels)
-        for name, net in targets.items()
+        name: clean_source & (targets[name].predict(images, batch_size).numpy() == labels)
+        for name in names
     }
-    chosen = np.flatnonzero(np.logical_or.reduce(list(correct.values())))
-    n0 = images.shape[0]
-    fooled = {name: np.zeros(n0, bool) for name in targets}
-    fooled_source = np.zeros(n0, bool)
-    l2 = np.full(n0, np.nan)
-    bar = None
-    if progress is True:
-        import keras
+    chosen = np.logical_or.reduce([correct[name] for name in names])
+    size = min(batch_size, n0)
+    report = _make_progress(progress, n0)
+    for batch in store.batches(batch_size):
+        if batch.missing.size:
+            started = time.perf_counter()
+            idx = batch.indices[chosen[batch.indices]]
+            ok = np.zeros(idx.size, bool)
+            l2 = np.zeros(idx.size)
+            predicted = {name: np.zeros(idx.size, np.int64) for name in names}
+            if idx.size:
+                pad = np.concatenate([idx, np.repeat(idx[-1:], size - idx.size)])
+                x = tf.constant(images[pad])
+                y = tf.constant(labels[pad])
+                result = attack(source, x, y, epsilons=epsilon)
+                adversarial = result.clipped[: idx.size]
+                ok = np.asarray(result.success)[0][: idx.size]
+                delta = tf.reshape(adversarial - x[: idx.size], [idx.size, -1])
+                l2 = tf.norm(delta, axis=1).numpy()
+                for name in names:
+                    predicted[name] = targets[name].predict(adversarial, batch_size).numpy()
+            seconds = (time.perf_counter() - started) / batch.indices.size
+            position = {int(index): j for j, index in enumerate(idx)}
+            records = []
+            for index in batch.indices:
+                index = int(index)
+                j = position.get(index)
+                label = int(labels[index])
+                records.append(
+                    {
+                        "index": index,
+                        "label": label,
+                        "attacked": j is not None,
+                        "correct": {name: bool(correct[name][index]) for name in names},
+                        "success_source": j is not None and bool(ok[j]),
+                        "l2": None if j is None else _json_float(l2[j]),
+                        "fooled": {
+                            name: j is not None and int(predicted[name][j]) != label
+                            for name in names
+                        },
+                        "seconds": seconds,
+                    }
+                )
+            store.append(records, batch=batch.id)
+        if report:
+            report(len(store.records))
 
-        bar = keras.utils.Progbar(max(chosen.size, 1), unit_name="image")
-    started = time.perf_counter()
-    for start in range(0, chosen.size, batch_size):
-        idx = chosen[start : start + batch_size]
-        size = min(batch_size, chosen.size)
-        pad = np.concatenate([idx, np.repeat(idx[-1:], size - idx.size)])
-        x = tf.constant(images[pad])
-        y = tf.constant(labels[pad])
-        result = attack(source, x, y, epsilons=epsilon)
-        adversarial = result.clipped[: idx.size]
-        fooled_source[idx] = np.asarray(result.success)[0][: idx.size]
-        delta = tf.reshape(adversarial - x[: idx.size], [idx.size, -1])
-        l2[idx] = tf.norm(delta, axis=1).numpy()
-        for name, net in targets.items():
-            fooled[name][idx] = net.predict(adversarial, batch_size).numpy() != labels[idx]
-        if bar is not None:
-            bar.update(min(start + batch_size, chosen.size))
-    seconds = time.perf_counter() - started
+
+def _transfer_summary(store: RecordFile, epsilon: Any) -> dict[str, dict[str, Any]]:
+    """One row per target from the records of a transfer run."""
+    records = [store.records[i] for i in range(store.n_images)]
+    names = sorted(store.header["targets"])
+    l2 = np.array([np.nan if r["l2"] is None else r["l2"] for r in records], np.float64)
+    fooled_source = np.array([r["success_source"] for r in records], bool)
+    seconds = float(sum(r["seconds"] or 0.0 for r in records))
     rows = {}
-    for name in targets:
-        mask = correct[name]
-        success = fooled[name] & mask
+    for name in names:
+        mask = np.array([r["correct"][name] for r in records], bool)
+        success = np.array([r["fooled"][name] for r in records], bool) & mask
         rows[name] = {
-            "n0": int(n0),
+            "n0": len(records),
             "n": int(mask.sum()),
             "n_success": int(success.sum()),
             "psuc": _none_if_nan(metrics.success_probability(success, mask)),
@@ -398,6 +446,7 @@ def reproduce_imagenet(
     n: int | None = None,
     quick: bool = False,
     resume: bool = False,
+    overwrite: bool = False,
     progress: Any = False,
     batch_size: int = 10,
     strategy: Any = None,
@@ -422,8 +471,10 @@ def reproduce_imagenet(
             attacked too (Table 2).
         n: number of images (the first ``n`` of the CSV); ``None`` for all (1000).
         quick: use :data:`IMAGENET_QUICK` (fewer iterations; the report says so).
-        resume: continue the runs recorded in ``out_dir``; without it existing record files
-            raise ``ValueError``.
+        resume: continue the run recorded in ``out_dir`` (the same arguments; by the same
+            batches); without it (or ``overwrite``), earlier results raise ``ValueError``.
+        overwrite: replace the files of an earlier run (or foreign files) in ``out_dir``
+            (``--overwrite``); with ``resume``, record files of the same run are continued.
         progress: ``True`` for progress bars, or a callable ``progress(model, attack, done,
             total)``.
         batch_size: images per batch.
@@ -444,8 +495,10 @@ def reproduce_imagenet(
 
     Raises:
         FileNotFoundError: missing data, model not in the TF-Hub cache, missing checkpoint.
-        ValueError: bad arguments, bad data, a model or checkpoint that cannot be used, record
+        ValueError: bad arguments, bad data, a model or checkpoint that cannot be used, an
+            ``out_dir`` that holds earlier results (see ``resume`` and ``overwrite``), record
             files of another run.
+        RunLockedError: another run writes to ``out_dir`` (an ``OSError``).
 
     Example:
         >>> reproduce_imagenet("/tmp/never", data_dir="/tmp/never", transfer=True)
@@ -460,11 +513,12 @@ def reproduce_imagenet(
     if n is not None:
         n = v.check_int_at_least(n, "n", 1)
     batch_size = v.check_int_at_least(batch_size, "batch_size", 1)
-    for flag, value in (("quick", quick), ("resume", resume), ("defense", defense)):
+    for flag, value in (("quick", quick), ("resume", resume), ("overwrite", overwrite)):
         if not isinstance(value, bool):
             raise TypeError(f"`{flag}` must be a bool, got {value!r}")
-    if not isinstance(transfer, bool):
-        raise TypeError(f"`transfer` must be a bool, got {transfer!r}")
+    for flag, value in (("defense", defense), ("transfer", transfer)):
+        if not isinstance(value, bool):
+            raise TypeError(f"`{flag}` must be a bool, got {value!r}")
     if transfer and adv_checkpoint is None:
         raise ValueError(
             "`transfer=True` needs `adv_checkpoint` (the model the attacks transfer to)"
@@ -480,7 +534,6 @@ def reproduce_imagenet(
             f"`n` must be at most the number of images of the data set ({len(data)} in "
             f"{data.source}), got {n}"
         )
-    out = check_out_dir(out_dir, "records")
     images, labels = data.images, data.labels
 
     main_name, main_net = load_imagenet_model(model, cache_dir=cache_dir)
@@ -491,98 +544,124 @@ def reproduce_imagenet(
         adv_name = adv_net.name if adv_net.name != main_name else f"{adv_net.name}_adv"
         nets[adv_name] = adv_net
     built = presets_lib.build_attacks(preset)
-
-    rows: list[dict[str, Any]] = []
-    results: dict[str, dict[str, EvaluationResult]] = {}
-    accuracy: dict[str, float] = {}
-    for model_name, net in nets.items():
-        results[model_name] = {}
-        table = "2" if model_name == adv_name else "1"
-        for attack_name, (attack, epsilons) in built.items():
-            logger.info("reproduce_imagenet: %s on %s", attack_name, model_name)
-            result = evaluate_attack(
-                net,
-                attack,
-                images,
-                labels,
-                epsilons=epsilons,
-                batch_size=batch_size,
-                records_path=out / "records" / _file_name(model_name, attack_name),
-                resume=resume,
-                progress=_progress_fn(progress, model_name, attack_name),
-                strategy=strategy,
-                attack_name=attack_name,
-                model_name=model_name,
-            )
-            results[model_name][attack_name] = result
-            accuracy[model_name] = result.clean_accuracy
-            rows.append({**result.to_row(), "table": table, "scenario": "white box"})
-
-    targets: dict[str, Model] = {}
-    if defense:
-        targets["bilateral"] = _defended(main_net, f"{main_name}+bilateral")
-    if transfer and adv_name is not None:
-        targets[adv_name] = nets[adv_name]
-    transfer_settings: dict[str, Any] = {}
-    if targets:
-        rows += _transfer_rows(
-            out,
-            main_name,
-            main_net,
-            targets,
-            preset,
-            images,
-            labels,
-            batch_size,
-            resume,
-            progress,
-            transfer_settings,
-        )
-
-    meta = {
+    target_names = (["bilateral"] if defense else []) + (
+        [adv_name] if transfer and adv_name is not None else []
+    )
+    run = {
         "experiment": "imagenet",
-        "data_source": data.source,
-        "n_test_images": int(images.shape[0]),
-        "clean_accuracy": accuracy,
-        "version": __version__,
+        "models": list(nets),
+        "attacks": list(built),
+        "n_images": int(images.shape[0]),
         "quick": bool(quick),
-        "models": {name: repr(net) for name, net in nets.items()},
-        "preset": preset.to_dict(),
         "overrides": overrides or {},
         "batch_size": batch_size,
-        "transfer": transfer_settings,
-        "transfer_targets": [
-            "the model behind the bilateral filter (σ 0.5 px / 0.2, Table 3 left)"
-            if name == "bilateral"
-            else f"{name} (adversarially trained, Table 3 right)"
-            for name in targets
-        ],
+        "transfer_targets": target_names,
     }
-    files = {
-        "results": str(report_lib.write_results(out / "results.json", rows, meta)),
-        "csv": str(report_lib.write_csv(out / "results.csv", rows)),
-    }
-    paper = dict(presets_lib.PAPER_RESULTS["imagenet"])
-    white = [r for r in rows if r["table"] in ("1", "2")]
-    table_md = report_lib.markdown_table(white, paper)
-    transfer_rows = [r for r in rows if r["table"] == "3"]
-    table3_md = ""
-    if transfer_rows:
-        table3_paper = {f"{main_name}->{t}": ref for t, ref in TABLE3_PAPER_RESULTS.items()}
-        if adv_name is not None:
-            table3_paper[f"{main_name}->{adv_name}"] = TABLE3_PAPER_RESULTS["adv_inception_v3"]
-        table3_md = report_lib.markdown_table(transfer_rows, table3_paper)
+    outputs = [f"records/{_file_name(m, a)}" for m in nets for a in built]
+    if target_names:
+        outputs += [_transfer_path(main_name, target_names, a) for a in built]
+    outputs += ["results.json", "results.csv", "report.md"]
     if figures:
-        files.update(_figures(out, results))
-    files["report"] = str(_write_report(out / "report.md", table_md, table3_md, meta, files))
-    seconds = time.perf_counter() - started
-    return {
-        "rows": rows,
-        "meta": meta,
-        "table": table_md + ("\n" + table3_md if table3_md else ""),
-        "files": files,
-        "seconds": seconds,
-    }
+        outputs += [f"oc_{_safe_name(m)}.png" for m in nets]
+    subdirs = ["records", "transfer"] if target_names else ["records"]
+    run_dir = OutputDir(
+        out_dir, run=run, outputs=outputs, subdirs=subdirs, resume=resume, overwrite=overwrite
+    )
+    with run_dir:
+        out = run_dir.path
+        rows: list[dict[str, Any]] = []
+        results: dict[str, dict[str, EvaluationResult]] = {}
+        accuracy: dict[str, float] = {}
+        for model_name, net in nets.items():
+            results[model_name] = {}
+            table = "2" if model_name == adv_name else "1"
+            for attack_name, (attack, epsilons) in built.items():
+                logger.info("reproduce_imagenet: %s on %s", attack_name, model_name)
+                result = evaluate_attack(
+                    net,
+                    attack,
+                    images,
+                    labels,
+                    epsilons=epsilons,
+                    batch_size=batch_size,
+                    records_path=out / "records" / _file_name(model_name, attack_name),
+                    resume=resume,
+                    overwrite=overwrite,
+                    progress=_progress_fn(progress, model_name, attack_name),
+                    strategy=strategy,
+                    attack_name=attack_name,
+                    model_name=model_name,
+                )
+                results[model_name][attack_name] = result
+                accuracy[model_name] = result.clean_accuracy
+                rows.append({**result.to_row(), "table": table, "scenario": "white box"})
+
+        targets: dict[str, Model] = {}
+        if defense:
+            targets["bilateral"] = _defended(main_net, f"{main_name}+bilateral")
+        if transfer and adv_name is not None:
+            targets[adv_name] = nets[adv_name]
+        transfer_settings: dict[str, Any] = {}
+        if targets:
+            rows += _transfer_rows(
+                out,
+                main_name,
+                main_net,
+                targets,
+                preset,
+                images,
+                labels,
+                batch_size,
+                resume,
+                overwrite,
+                progress,
+                transfer_settings,
+            )
+
+        meta = {
+            "experiment": "imagenet",
+            "data_source": data.source,
+            "n_test_images": int(images.shape[0]),
+            "clean_accuracy": accuracy,
+            "version": __version__,
+            "quick": bool(quick),
+            "models": {name: repr(net) for name, net in nets.items()},
+            "preset": preset.to_dict(),
+            "overrides": overrides or {},
+            "batch_size": batch_size,
+            "transfer": transfer_settings,
+            "transfer_targets": [
+                "the model behind the bilateral filter (σ 0.5 px / 0.2, Table 3 left)"
+                if name == "bilateral"
+                else f"{name} (adversarially trained, Table 3 right)"
+                for name in targets
+            ],
+        }
+        files = {
+            "results": str(report_lib.write_results(out / "results.json", rows, meta)),
+            "csv": str(report_lib.write_csv(out / "results.csv", rows)),
+        }
+        paper = dict(presets_lib.PAPER_RESULTS["imagenet"])
+        white = [r for r in rows if r["table"] in ("1", "2")]
+        table_md = report_lib.markdown_table(white, paper)
+        transfer_rows = [r for r in rows if r["table"] == "3"]
+        table3_md = ""
+        if transfer_rows:
+            table3_paper = {f"{main_name}->{t}": ref for t, ref in TABLE3_PAPER_RESULTS.items()}
+            if adv_name is not None:
+                table3_paper[f"{main_name}->{adv_name}"] = TABLE3_PAPER_RESULTS["adv_inception_v3"]
+            table3_md = report_lib.markdown_table(transfer_rows, table3_paper)
+        if figures:
+            files.update(_figures(out, results))
+        files["report"] = str(_write_report(out / "report.md", table_md, table3_md, meta, files))
+        seconds = time.perf_counter() - started
+        return {
+            "rows": rows,
+            "meta": meta,
+            "table": table_md + ("\n" + table3_md if table3_md else ""),
+            "files": files,
+            "seconds": seconds,
+        }
 
 
 def _transfer_rows(
@@ -595,12 +674,18 @@ def _transfer_rows(
     labels: np.ndarray,
     batch_size: int,
     resume: bool,
+    overwrite: bool,
     progress: Any,
     settings: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Table 3: each attack crafted once on the source (one epsilon, no early stop)."""
-    (out / "transfer").mkdir(exist_ok=True)
+    """Table 3: each attack crafted once on the source (one epsilon, no early stop).
+
+    Per-image records in ``transfer/<source>__to__<targets>__<attack>.jsonl`` (a
+    :class:`~tfsmooth.evaluation.records.RecordFile`, resumable like the white-box runs).
+    """
     fingerprint = data_fingerprint(images, labels)
+    source_fingerprint = model_fingerprint(source)
+    names = sorted(targets)
     rows: list[dict[str, Any]] = []
     for attack_name, attack_preset in preset.attacks.items():
         epsilon = TRANSFER_EPSILONS[attack_name]
@@ -609,40 +694,25 @@ def _transfer_rows(
             single = single.replace(kwargs={"stop_on_success": False})
         attack, eps = single.build()
         settings[attack_name] = {"epsilon": eps, "attack": repr(attack)}
-        config = {
-            "source": source_name,
-            "targets": sorted(targets),
-            "target_models": {name: repr(net) for name, net in targets.items()},
+        header = {
+            "format": TRANSFER_RECORDS_FORMAT,
+            "model": source_name,
+            "model_fingerprint": source_fingerprint,
+            "targets": names,
+            "target_models": {name: repr(targets[name]) for name in names},
             "attack": attack_name,
             "attack_config": repr(attack),
-            "epsilon": eps,
+            "epsilons": eps,
             "batch_size": batch_size,
+            "n_images": int(images.shape[0]),
             "data_fingerprint": fingerprint,
         }
-        path = (
-            out
-            / "transfer"
-            / _file_name(f"{source_name}__to__{'+'.join(sorted(targets))}", attack_name, ".json")
-        )
-        by_target = None
-        if path.exists():
-            if not resume:
-                raise ValueError(
-                    f"{path} exists: pass resume=True to continue that run, or remove the file"
-                )
-            saved = json.loads(path.read_text(encoding="utf-8"))
-            if saved.get("config") != config:
-                raise ValueError(f"{path} records another transfer run; remove it to start over")
-            by_target = saved["rows"]
-        if by_target is None:
-            logger.info("reproduce_imagenet: transfer %s from %s", attack_name, source_name)
-            by_target = _transfer(
-                source, targets, attack, images, labels, eps, batch_size, progress
-            )
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps({"config": config, "rows": by_target}), encoding="utf-8")
-            os.replace(tmp, path)
-        for target, row in by_target.items():
+        path = out / _transfer_path(source_name, names, attack_name)
+        logger.info("reproduce_imagenet: transfer %s from %s", attack_name, source_name)
+        with RecordFile(path, header, resume=resume, overwrite=overwrite) as store:
+            report = _progress_fn(progress, f"{source_name}->{'+'.join(names)}", attack_name)
+            _transfer(store, source, targets, attack, images, labels, eps, batch_size, report)
+        for target, row in _transfer_summary(store, eps).items():
             rows.append(
                 {
                     "model": f"{source_name}->{target}",
@@ -717,78 +787,8 @@ def _write_report(
 
 
 # -- attacking a user's own model and images ------------------------------------------------------
-#: Columns of a labels CSV for :func:`attack_images`.
-LABEL_COLUMNS = ("file", "label")
-
-
-def load_labels_csv(
-    path: str | os.PathLike[str], file_names: Any, num_classes: int | None = None
-) -> np.ndarray:
-    """Labels of image files from a CSV with the columns ``file,label``.
-
-    Args:
-        path: the CSV file; a header ``file,label`` and one row per image (file name without
-            directory, label an integer class index of the model's logits).
-        file_names: the images to label, in order (every one must have a row).
-        num_classes: if given, labels must lie in ``0..num_classes - 1``.
-
-    Returns:
-        int64 ``[len(file_names)]``.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: other or missing columns, a bad or duplicate row, a file without a label,
-            a label out of range (the message names the file and line).
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     p = pathlib.Path(tmp) / "labels.csv"
-        ...     _ = p.write_text("file,label\\nb.png,7\\na.png,3\\n")
-        ...     load_labels_csv(p, ["a.png", "b.png"]).tolist()
-        [3, 7]
-    """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"labels CSV {str(path)!r} not found")
-    found: dict[str, int] = {}
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        if sorted(columns) != sorted(LABEL_COLUMNS):
-            unknown = [c for c in columns if c not in LABEL_COLUMNS]
-            raise ValueError(
-                f"labels CSV {str(path)!r} must have exactly the columns {list(LABEL_COLUMNS)}, "
-                f"got {columns}" + (f" (unknown: {unknown})" if unknown else "")
-            )
-        reader.fieldnames = columns
-        for record in reader:
-            line = reader.line_num
-            name = (record.get("file") or "").strip()
-            text = (record.get("label") or "").strip()
-            if None in record or not name:
-                raise ValueError(f"{str(path)!r} line {line}: expected 'file,label', got {record}")
-            try:
-                label = int(text)
-            except ValueError:
-                raise ValueError(
-                    f"{str(path)!r} line {line}: label must be an integer, got {text!r}"
-                ) from None
-            if label < 0 or (num_classes is not None and label >= num_classes):
-                bound = f"0..{num_classes - 1}" if num_classes is not None else ">= 0"
-                raise ValueError(
-                    f"{str(path)!r} line {line}: label must be in {bound}, got {label}"
-                )
-            if name in found:
-                raise ValueError(f"{str(path)!r} line {line}: file {name!r} listed twice")
-            found[name] = label
-    missing = [name for name in file_names if name not in found]
-    if missing:
-        raise ValueError(
-            f"labels CSV {str(path)!r} has no row for {len(missing)} image(s): "
-            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
-        )
-    return np.array([found[name] for name in file_names], np.int64)
+# The labels CSV reader (LABEL_COLUMNS, load_labels_csv) lives in tfsmooth.data.folder (layer L2);
+# it is imported above and re-exported from here for existing callers.
 
 
 def _display_perturbation(delta: np.ndarray) -> np.ndarray:
@@ -815,6 +815,7 @@ def attack_images(
     labels: Any = "predicted",
     n: int | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     epsilons: Any = None,
     input_size: tuple[int, int] | None = None,
     preprocessing: str | None = None,
@@ -845,7 +846,10 @@ def attack_images(
             every image counts and success means the prediction changed), a CSV file with the
             columns ``file,label`` (:func:`load_labels_csv`), or an integer array.
         n: attack only the first ``n`` images (by file name).
-        resume: continue the run recorded in ``out_dir/records.jsonl``.
+        resume: continue the run recorded in ``out_dir/records.jsonl`` (the same arguments; by the
+            same fixed batches as an uninterrupted run, so the results are the same).
+        overwrite: replace the files of an earlier run (or foreign files) in ``out_dir``
+            (``--overwrite``).
         epsilons: for FGSM, I-FGSM, PGD2, sPGD2: a number or a list (one run each, the smallest
             successful distortion kept); default the paper's (0.1255, or 1..6 for the L2
             attacks). Not for C&W / sC&W.
@@ -866,7 +870,9 @@ def attack_images(
     Raises:
         FileNotFoundError: missing model, image folder or labels file.
         ValueError: unusable model, images of other sizes than the model takes, bad labels,
-            records of another run (or existing records without ``resume``).
+            earlier results in ``out_dir`` (without ``resume`` or ``overwrite``), records of
+            another run.
+        RunLockedError: another run writes to ``out_dir`` (an ``OSError``).
 
     Example:
         >>> attack_images(lambda x: x[:, 0, 0], "/tmp", "bim", "/tmp/out")
@@ -950,8 +956,7 @@ def attack_images(
 
     attack_obj, eps = attack_preset.build()
     eps_list = eps if isinstance(eps, list) else [eps]
-    out = check_out_dir(out_dir, "adversarial", "perturbation")
-    records_path = out / "records.jsonl"
+    stems = _output_stems(file_names)
     header = {
         "format": RECORDS_FORMAT,
         "model": model_name,
@@ -964,110 +969,111 @@ def attack_images(
         "data_fingerprint": data_fingerprint(images, labels_np),
         "files": file_names,
         "labels": labels_source,
-        "version": __version__,
     }
-    keys = [k for k in header if k != "version"]
-    run_id = hashlib.sha1(
-        json.dumps({k: header[k] for k in keys}, sort_keys=True, default=str).encode()
-    ).hexdigest()[:16]
-    header["run"] = run_id
-    stems = _output_stems(file_names)
-
-    records: dict[int, dict[str, Any]] = {}
-    if records_path.exists():
-        if not resume:
-            raise ValueError(
-                f"{records_path} exists: pass resume=True (--resume) to continue that run, or "
-                f"choose another output directory"
-            )
-        old_header, old_records, truncated_at = read_records(records_path)
-        differ = [k for k in keys if old_header.get(k) != header.get(k)]
-        if differ:
-            raise ValueError(
-                f"{records_path} records another run (differs in {differ}); use another output "
-                f"directory"
-            )
-        for record in old_records:
-            index = record.get("index")
-            files_ok = all(
-                record.get(k) is None or (out / record[k]).is_file()
-                for k in ("adversarial", "perturbation")
-            )
-            same_run = record.get("run") == run_id and files_ok
-            if isinstance(index, int) and 0 <= index < n0 and same_run:
-                records[index] = record
-        if truncated_at is not None:
-            with open(records_path, "r+b") as handle:
-                handle.truncate(truncated_at)
-        mode = "a"
-    else:
-        mode = "x"
-    bar = None
-    if progress is True:
-        import keras
-
-        bar = keras.utils.Progbar(n0, unit_name="image")
-    with open(records_path, mode, encoding="utf-8") as handle:
-        if mode == "x":
-            handle.write(json.dumps(header) + "\n")
-            handle.flush()
-        todo = [i for i in range(n0) if i not in records]
-        # every attack call gets the same number of images (short batches are padded): one
-        # trace of the compiled attack loop, and the same batch shape when a run is resumed
-        size_b = min(batch_size, n0)
-        for batch_id, start in enumerate(range(0, len(todo), batch_size)):
-            idx = np.array(todo[start : start + batch_size])
-            batch_started = time.perf_counter()
-            new = _attack_files(
-                net, attack_obj, images, labels_np, idx, size_b, eps, eps_list, out, stems
-            )
-            seconds = (time.perf_counter() - batch_started) / idx.size
-            lines = []
-            for record in new:
-                record.update(
-                    model=model_name,
-                    attack=attack_name,
-                    batch=batch_id,
-                    run=run_id,
-                    seconds=seconds,
-                    file=file_names[record["index"]],
-                )
-                records[record["index"]] = record
-                lines.append(json.dumps(record))
-            handle.write("\n".join(lines) + "\n")
-            handle.flush()
-            if bar is not None:
-                bar.update(len(records))
-            elif callable(progress) and progress is not False:
-                progress(len(records), n0)
-        if bar is not None and not todo:
-            bar.update(n0)
-
-    result = EvaluationResult.from_records(
-        list(records.values()), n0=n0, model=model_name, attack=attack_name
-    )
-    row = result.to_row()
-    ordered = [records[i] for i in range(n0)]
-    row["png_success"] = int(sum(bool(r.get("png_success")) for r in ordered))
-    meta = {
+    run = {
         "experiment": "attack",
-        "data_source": os.fspath(images_dir),
-        "n_test_images": int(n0),
+        "model": model_name,
+        "attack": attack_name,
+        "images": os.fspath(images_dir),
+        "n_images": int(n0),
         "image_size": list(images.shape[1:3]),
-        "clean_accuracy": {model_name: result.clean_accuracy},
+        "epsilons": eps,
         "labels": labels_source,
-        "version": __version__,
         "quick": bool(quick),
-        "attack": attack_preset.to_dict(),
         "overrides": overrides or {},
         "batch_size": batch_size,
     }
-    files = {
-        "summary": str(report_lib.write_results(out / "summary.json", [row], meta)),
-        "records": str(records_path),
-        "adversarial": str(out / "adversarial"),
-        "perturbation": str(out / "perturbation"),
-    }
+    outputs = ["records.jsonl", "summary.json"]
+    outputs += [f"{kind}/{stem}.png" for kind in ("adversarial", "perturbation") for stem in stems]
+    run_dir = OutputDir(
+        out_dir,
+        run=run,
+        outputs=outputs,
+        subdirs=["adversarial", "perturbation"],
+        resume=resume,
+        overwrite=overwrite,
+    )
+    with run_dir:
+        out = run_dir.path
+        records_path = out / "records.jsonl"
+        store = RecordFile(
+            records_path, header, identity=list(header), resume=resume, overwrite=overwrite
+        )
+        with store:
+            lost = [
+                index
+                for index, record in store.records.items()
+                if any(
+                    record.get(k) is not None and not (out / record[k]).is_file()
+                    for k in ("adversarial", "perturbation")
+                )
+            ]
+            if lost:
+                logger.warning(
+                    "%s: the PNGs of %d recorded image(s) are missing: attacking them again",
+                    records_path,
+                    len(lost),
+                )
+                store.discard(lost)
+            report = _make_progress(progress, n0)
+            # fixed batches, every attack call padded to the same size: one trace of the
+            # compiled attack loop, and a resumed run attacks the same batches as an
+            # uninterrupted one (C&W decides its early abort per batch)
+            size_b = min(batch_size, n0)
+            for batch in store.batches(batch_size):
+                if batch.missing.size:
+                    batch_started = time.perf_counter()
+                    new = _attack_files(
+                        net,
+                        attack_obj,
+                        images,
+                        labels_np,
+                        batch.indices,
+                        batch.missing,
+                        size_b,
+                        eps,
+                        eps_list,
+                        out,
+                        stems,
+                    )
+                    seconds = (time.perf_counter() - batch_started) / batch.indices.size
+                    for record in new:
+                        record.update(
+                            model=model_name,
+                            attack=attack_name,
+                            seconds=seconds,
+                            file=file_names[record["index"]],
+                        )
+                    store.append(new, batch=batch.id)
+                if report:
+                    report(len(store.records))
+        records = store.records
+
+        result = EvaluationResult.from_records(
+            list(records.values()), n0=n0, model=model_name, attack=attack_name
+        )
+        row = result.to_row()
+        ordered = [records[i] for i in range(n0)]
+        row["png_success"] = int(sum(bool(r.get("png_success")) for r in ordered))
+        meta = {
+            "experiment": "attack",
+            "data_source": os.fspath(images_dir),
+            "n_test_images": int(n0),
+            "image_size": list(images.shape[1:3]),
+            "clean_accuracy": {model_name: result.clean_accuracy},
+            "labels": labels_source,
+            "version": __version__,
+            "quick": bool(quick),
+            "attack": attack_preset.to_dict(),
+            "overrides": overrides or {},
+            "batch_size": batch_size,
+        }
+        files = {
+            "summary": str(report_lib.write_results(out / "summary.json", [row], meta)),
+            "records": str(records_path),
+            "adversarial": str(out / "adversarial"),
+            "perturbation": str(out / "perturbation"),
+        }
     return {
         "row": row,
         "records": ordered,
@@ -1083,13 +1089,18 @@ def _attack_files(
     images: np.ndarray,
     labels: np.ndarray,
     idx: np.ndarray,
+    write: np.ndarray,
     size: int,
     eps: Any,
     eps_list: list[Any],
     out: pathlib.Path,
     stems: list[str],
 ) -> list[dict[str, Any]]:
-    """Attacks the images ``idx`` (padded to ``size``), writes their PNGs, returns records."""
+    """Attacks the images ``idx`` (a whole batch, padded to ``size``), returns their records.
+
+    The PNGs are written for the images of ``write`` only (those without a record yet): the
+    images already recorded keep their files.
+    """
     clean = net.predict(images[idx], size).numpy()
     correct = clean == labels[idx]
     records = []
@@ -1113,20 +1124,21 @@ def _attack_files(
         adv_label = net.predict(chosen_adv, size).numpy()
         quantized = np.round(chosen_adv * 255.0) / 255.0
         png_label = net.predict(quantized.astype(np.float32), size).numpy()
+        wanted = {int(i) for i in write}
         for j, index in enumerate(attacked):
             index = int(index)
             k = int(k_of[j])
             record: dict[str, Any] = {
                 "success": bool(ok[j]),
-                "l2": float(distance[j]) if ok[j] else None,
-                "linf": float(linf[k, j]) if ok[j] else None,
+                "l2": _json_float(distance[j]) if ok[j] else None,
+                "linf": _json_float(linf[k, j]) if ok[j] else None,
                 "best_epsilon": None if (not ok[j] or eps_list[k] is None) else float(eps_list[k]),
                 "adv_label": int(adv_label[j]),
                 "png_success": bool(png_label[j] != labels[index]) if ok[j] else False,
                 "adversarial": None,
                 "perturbation": None,
             }
-            if ok[j]:
+            if ok[j] and index in wanted:
                 adv_file = f"adversarial/{stems[index]}.png"
                 pert_file = f"perturbation/{stems[index]}.png"
                 save_png(chosen_adv[j], out / adv_file)

@@ -1,0 +1,143 @@
+"""The white-box loop shared by the reproductions: every attack of a preset on every model.
+
+:func:`run_white_box` runs :func:`~tfsmooth.evaluation.protocol.evaluate_attack` for each
+``(model, attack)`` pair with per-image records in ``<out>/records/<model>__<attack>.jsonl``
+(resumable, :mod:`tfsmooth.evaluation.records`) and returns the rows of ``results.json``.
+:func:`tfsmooth.evaluation.reproduce.reproduce_mnist` and
+:func:`tfsmooth.evaluation.reproduce_imagenet.reproduce_imagenet` both use it; they differ in
+their data, models, presets and reports only.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from tfsmooth.evaluation.protocol import EvaluationResult, Measure, evaluate_attack
+from tfsmooth.models.base import Model
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["WhiteBox", "record_file_name", "run_white_box", "safe_name"]
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of a model or attack name (``"C&W"`` -> ``"CW"``).
+
+    Example:
+        >>> safe_name("sC&W"), safe_name("my model/v2")
+        ('sCW', 'my_model_v2')
+    """
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text.replace("&", "")) or "model"
+
+
+def record_file_name(model: str, attack: str, suffix: str = ".jsonl") -> str:
+    """``<model>__<attack>.jsonl``, the record file of one white-box run.
+
+    Example:
+        >>> record_file_name("c4", "C&W")
+        'c4__CW.jsonl'
+    """
+    return f"{safe_name(model)}__{safe_name(attack)}{suffix}"
+
+
+class WhiteBox:
+    """What :func:`run_white_box` returns.
+
+    Attributes:
+        rows: one row per ``(model, attack)`` (``EvaluationResult.to_row()`` plus ``extra``).
+        results: ``{model: {attack: EvaluationResult}}``.
+        accuracy: ``{model: clean accuracy}``.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.results: dict[str, dict[str, EvaluationResult]] = {}
+        self.accuracy: dict[str, float] = {}
+
+    def table(self) -> dict[str, dict[str, tuple[float, float]]]:
+        """``{model: {attack: (Psuc, D)}}`` (``NaN`` where undefined), for findings."""
+        return {
+            model: {
+                attack: (
+                    float("nan") if r.psuc is None else float(r.psuc),
+                    float("nan") if r.mean_l2 is None else float(r.mean_l2),
+                )
+                for attack, r in by_attack.items()
+            }
+            for model, by_attack in self.results.items()
+        }
+
+
+def _progress_for(progress: Any, model: str, attack: str) -> Any:
+    if callable(progress) and progress is not True:
+        return lambda done, total: progress(model, attack, done, total)
+    return progress
+
+
+def run_white_box(
+    out: pathlib.Path,
+    nets: Mapping[str, Model],
+    attacks: Mapping[str, tuple[Any, Any]],
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int,
+    resume: bool,
+    overwrite: bool,
+    progress: Any = None,
+    strategy: Any = None,
+    measure_for: Callable[[str, str, Model], Measure | None] | None = None,
+    extra: Mapping[str, Any] | Callable[[str], Mapping[str, Any]] | None = None,
+) -> WhiteBox:
+    """Every attack on every model, with resumable records under ``out/records``.
+
+    Args:
+        out: the (open, locked) output folder; ``out/records`` must exist.
+        nets: ``{model name: model}``.
+        attacks: ``{attack name: (attack, epsilons)}`` (:func:`~tfsmooth.evaluation.presets.build_attacks`).
+        images: ``[N0, H, W, C]``.
+        labels: ``[N0]``, aligned with the models' logits.
+        batch_size: images per batch.
+        resume: continue the recorded runs.
+        overwrite: start over where records of another run exist.
+        progress: ``True`` (progress bars) or ``progress(model, attack, done, total)``.
+        strategy: optional ``tf.distribute.Strategy``.
+        measure_for: optional ``measure_for(model, attack, net)`` giving the ``measure`` of
+            :func:`~tfsmooth.evaluation.protocol.evaluate_attack` for that run.
+        extra: keys added to every row, or a function of the model name giving them.
+
+    Returns:
+        :class:`WhiteBox`.
+    """
+    box = WhiteBox()
+    for model_name, net in nets.items():
+        box.results[model_name] = {}
+        added = extra(model_name) if callable(extra) else dict(extra or {})
+        for attack_name, (attack, epsilons) in attacks.items():
+            logger.info("%s on %s", attack_name, model_name)
+            result = evaluate_attack(
+                net,
+                attack,
+                images,
+                labels,
+                epsilons=epsilons,
+                batch_size=batch_size,
+                records_path=out / "records" / record_file_name(model_name, attack_name),
+                resume=resume,
+                overwrite=overwrite,
+                progress=_progress_for(progress, model_name, attack_name),
+                strategy=strategy,
+                attack_name=attack_name,
+                model_name=model_name,
+                measure=None if measure_for is None else measure_for(model_name, attack_name, net),
+            )
+            box.results[model_name][attack_name] = result
+            box.accuracy[model_name] = result.clean_accuracy
+            box.rows.append({**result.to_row(), **added})
+    return box
