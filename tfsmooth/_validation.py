@@ -182,3 +182,17 @@ def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
     if value not in options:
         raise ValueError(f"`{name}` must be one of {options}, got {value!r}")
     return value
+
+
+def as_dtype(value: Any, dtype: tf.DType) -> tf.Tensor:
+    """``value`` as a tensor of ``dtype``; Python numbers are converted exactly.
+
+    ``tf.cast(0.999, tf.float64)`` goes through float32 (0.99900001287...); this does not.
+
+    Example:
+        >>> float(as_dtype(0.999, tf.float64)) == 0.999
+        True
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return tf.constant(value, dtype)
+    return tf.cast(value, dtype)

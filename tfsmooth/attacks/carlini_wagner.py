@@ -136,7 +136,10 @@ class L2CarliniWagnerAttack(MinimizationAttack):
         jit_compile: compile the attack with XLA (needs an XLA-compatible model).
         quantize_bits: ``None`` or a bit depth (8 for PNG): count an example as adversarial
             only if it stays adversarial with its perturbation rounded to that many bits, and
-            return it rounded (see :mod:`tfsmooth.attacks.quantization`).
+            return it rounded (see :mod:`tfsmooth.attacks.quantization`). Each step then
+            evaluates the network on the rounded image, with the gradient passed straight
+            through the rounding: no extra forward pass, and the search of :math:`c` raises it
+            until a deliverable adversarial is found.
 
     Defaults (:data:`DEFAULTS`, shared with :class:`SmoothCarliniWagnerL2`): 5 search rounds of
     200 steps, learning rate 0.01, ``initial_const=1``, ``confidence=0``, the clipped
@@ -240,7 +243,7 @@ class L2CarliniWagnerAttack(MinimizationAttack):
             x0 = images
             dtype = x0.dtype
             batch = tf.shape(x0)[0]
-            lo, hi = tf.cast(low, dtype), tf.cast(high, dtype)
+            lo, hi = v.as_dtype(low, dtype), v.as_dtype(high, dtype)
             bound = self._bind(x0, model.bounds) if smoothing else None
             criterion = (TargetedMisclassification if targeted else Misclassification)(labels)
             inf = tf.constant(float("inf"), dtype)
@@ -298,14 +301,16 @@ class L2CarliniWagnerAttack(MinimizationAttack):
                     with tf.GradientTape() as tape:
                         tape.watch(z)
                         s, x, penalty, iters = perturb(z, prev_r, prev_grad)
+                        if quantize_bits is not None:
+                            # the network sees what a file of that bit depth delivers; the
+                            # gradient passes the rounding as the identity (straight through)
+                            rounded = quantize_perturbation(x0, x, quantize_bits, model.bounds)
+                            x = x + tf.stop_gradient(rounded - x)
                         logits = model(x)
                         margin = margin_loss(logits, labels, confidence, targeted)
                         loss = tf.reduce_sum(penalty + const * margin)
                     grad = tape.gradient(loss, z)
                     # keep the best adversarial of this iterate (before the update)
-                    if quantize_bits is not None:  # what a file of that bit depth delivers
-                        x = quantize_perturbation(x0, x, quantize_bits, model.bounds)
-                        logits = model(x)
                     adversarial = criterion.is_adversarial(logits, confidence=confidence)
                     dist = tf.sqrt(tf.reduce_sum(tf.square(x - x0), axis=[1, 2, 3]))
                     better = tf.logical_and(adversarial, dist < best_dist)
@@ -318,8 +323,8 @@ class L2CarliniWagnerAttack(MinimizationAttack):
                     t = tf.cast(step + 1, dtype)
                     m = _BETA1 * m + (1.0 - _BETA1) * grad
                     u = _BETA2 * u + (1.0 - _BETA2) * tf.square(grad)
-                    m_hat = m / (1.0 - tf.pow(tf.cast(_BETA1, dtype), t))
-                    u_hat = u / (1.0 - tf.pow(tf.cast(_BETA2, dtype), t))
+                    m_hat = m / (1.0 - tf.pow(v.as_dtype(_BETA1, dtype), t))
+                    u_hat = u / (1.0 - tf.pow(v.as_dtype(_BETA2, dtype), t))
                     z = z - learning_rate * m_hat / (tf.sqrt(u_hat) + _ADAM_EPS)
                     # abort early when the loss stalls
                     if abort_early:
@@ -386,7 +391,7 @@ class L2CarliniWagnerAttack(MinimizationAttack):
 
             state = (
                 tf.constant(0),
-                tf.fill([batch], tf.cast(initial_const, dtype)),
+                tf.fill([batch], v.as_dtype(initial_const, dtype)),
                 tf.zeros([batch], dtype),
                 tf.fill([batch], inf),
                 x0,

@@ -125,7 +125,7 @@ class Misclassification(Criterion):
     def is_adversarial(self, logits: Any, *, confidence: float | tf.Tensor = 0.0) -> tf.Tensor:
         logits = tf.convert_to_tensor(logits)
         onehot = tf.one_hot(self.labels, tf.shape(logits)[-1], dtype=logits.dtype)
-        shifted = logits + tf.cast(confidence, logits.dtype) * onehot
+        shifted = logits + v.as_dtype(confidence, logits.dtype) * onehot
         return tf.not_equal(tf.argmax(shifted, axis=-1, output_type=tf.int32), self.labels)
 
 
@@ -155,7 +155,7 @@ class TargetedMisclassification(Criterion):
     def is_adversarial(self, logits: Any, *, confidence: float | tf.Tensor = 0.0) -> tf.Tensor:
         logits = tf.convert_to_tensor(logits)
         onehot = tf.one_hot(self.labels, tf.shape(logits)[-1], dtype=logits.dtype)
-        shifted = logits - tf.cast(confidence, logits.dtype) * onehot
+        shifted = logits - v.as_dtype(confidence, logits.dtype) * onehot
         return tf.equal(tf.argmax(shifted, axis=-1, output_type=tf.int32), self.labels)
 
 

@@ -202,7 +202,7 @@ class _GradientAttack(FixedEpsilonAttack):
             """All epsilons ``[K]`` in one call; returns ``[K, N, H, W, C]``."""
             x0 = images
             dtype = x0.dtype
-            lo, hi = tf.cast(low, dtype), tf.cast(high, dtype)
+            lo, hi = v.as_dtype(low, dtype), v.as_dtype(high, dtype)
             bound = self._bind(x0, model.bounds) if smoothing else None  # once for all epsilons
             criterion = (TargetedMisclassification if targeted else Misclassification)(labels)
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from tfsmooth import _validation as v
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["attack_objective", "margin_loss"]
@@ -68,9 +70,9 @@ def margin_loss(
         label_logit = tf.reduce_sum(onehot * logits, axis=-1)
         lowest = logits.dtype.min
         other_best = tf.reduce_max(
-            tf.where(onehot > 0, tf.cast(lowest, logits.dtype), logits), axis=-1
+            tf.where(onehot > 0, v.as_dtype(lowest, logits.dtype), logits), axis=-1
         )
-        m = tf.cast(confidence, logits.dtype)
+        m = v.as_dtype(confidence, logits.dtype)
         gap = other_best - label_logit if targeted else label_logit - other_best
         return tf.nn.relu(gap + m)
 
