@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tfsmooth import _validation as v
 
-__all__ = ["CGResult", "conjugate_gradient"]
+__all__ = ["CGResult", "cg_loop", "conjugate_gradient"]
 
 Operator: TypeAlias = Callable[[tf.Tensor], tf.Tensor] | tf.linalg.LinearOperator
 
@@ -47,8 +47,83 @@ def _as_callable(operator: Operator) -> Callable[[tf.Tensor], tf.Tensor]:
     )
 
 
-def _dot(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_sum(a * b, axis=1)  # [batch, channels]
+def cg_loop(
+    apply: Callable[[tf.Tensor], tf.Tensor],
+    x: tf.Tensor,
+    r: tf.Tensor,
+    threshold: tf.Tensor,
+    nonzero: tf.Tensor,
+    max_iter: int,
+    *,
+    axes: tuple[int, ...] = (1,),
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The CG iteration from ``x`` with residual ``r = b - A x``, for any signal layout.
+
+    Each system is the set of entries that share the indices outside ``axes`` (the axes summed
+    by the dot products). A system iterates while it is ``nonzero`` and its residual norm is
+    above ``threshold`` (absolute), at most ``max_iter`` times.
+
+    Args:
+        apply: the operator, mapping signals to signals of the same shape.
+        x: starting point.
+        r: its residual.
+        threshold: absolute residual norm at which a system stops, shape of the reduced axes
+            removed (e.g. ``[batch, channels]`` for ``axes=(1,)`` on ``[batch, n, channels]``).
+        nonzero: bool, same shape as ``threshold``; ``False`` systems never iterate.
+        max_iter: iterations at most.
+        axes: the axes of one system's vector.
+
+    Returns:
+        ``(x, rs, iterations)``: the solution, the squared residual norm from the recursion and
+        the iterations per system (int32), the last two of the shape of ``threshold``.
+
+    Example:
+        >>> a = tf.constant([[4.0, 1.0], [1.0, 3.0]])
+        >>> b = tf.constant([[[1.0], [2.0]]])  # one system [1, n=2, 1]
+        >>> x, rs, its = cg_loop(lambda v: tf.einsum("ij,bjc->bic", a, v), tf.zeros_like(b), b,
+        ...                      tf.constant([[1e-6]]), tf.constant([[True]]), 10)
+        >>> x.numpy().ravel().round(4), int(its[0, 0])
+        (array([0.0909, 0.6364], dtype=float32), 2)
+    """
+
+    def dot(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_sum(a * b, axis=axes)
+
+    def expand(s: tf.Tensor) -> tf.Tensor:
+        for axis in sorted(axes):
+            s = tf.expand_dims(s, axis)
+        return s
+
+    rs = dot(r, r)
+    active = tf.logical_and(nonzero, tf.sqrt(rs) > threshold)
+    iterations = tf.zeros(tf.shape(rs), tf.int32)
+    p = r
+    zero = tf.zeros_like(rs)
+
+    def cond(i, x, r, p, rs, active, iterations):
+        return tf.logical_and(i < max_iter, tf.reduce_any(active))
+
+    def body(i, x, r, p, rs, active, iterations):
+        ap = apply(p)
+        p_ap = dot(p, ap)
+        step = tf.where(active, rs / tf.where(active, p_ap, tf.ones_like(p_ap)), zero)
+        x = x + expand(step) * p
+        r = r - expand(step) * ap
+        rs_new = dot(r, r)
+        beta = tf.where(active, rs_new / tf.where(active, rs, tf.ones_like(rs)), zero)
+        p = r + expand(beta) * p
+        iterations = iterations + tf.cast(active, tf.int32)
+        rs = tf.where(active, rs_new, rs)
+        active = tf.logical_and(active, tf.sqrt(rs_new) > threshold)
+        return i + 1, x, r, p, rs, active, iterations
+
+    _, x, _, _, rs, _, iterations = tf.while_loop(
+        cond,
+        body,
+        (tf.constant(0), x, r, p, rs, active, iterations),
+        maximum_iterations=max_iter,
+    )
+    return x, rs, iterations
 
 
 def conjugate_gradient(
@@ -107,35 +182,7 @@ def conjugate_gradient(
             x = tf.where(nonzero[:, None, :], x, tf.zeros_like(x))
             r = b - apply(x)
         threshold = tf.constant(tol, dtype) * b_norm
-        rs = _dot(r, r)
-        active = tf.logical_and(nonzero, tf.sqrt(rs) > threshold)
-        iterations = tf.zeros(tf.shape(b_norm), tf.int32)
-        p = r
-        zero = tf.zeros_like(rs)
-
-        def cond(i, x, r, p, rs, active, iterations):
-            return tf.logical_and(i < max_iter, tf.reduce_any(active))
-
-        def body(i, x, r, p, rs, active, iterations):
-            ap = apply(p)
-            p_ap = _dot(p, ap)
-            step = tf.where(active, rs / tf.where(active, p_ap, tf.ones_like(p_ap)), zero)
-            x = x + step[:, None, :] * p
-            r = r - step[:, None, :] * ap
-            rs_new = _dot(r, r)
-            beta = tf.where(active, rs_new / tf.where(active, rs, tf.ones_like(rs)), zero)
-            p = r + beta[:, None, :] * p
-            iterations = iterations + tf.cast(active, tf.int32)
-            rs = tf.where(active, rs_new, rs)
-            active = tf.logical_and(active, tf.sqrt(rs_new) > threshold)
-            return i + 1, x, r, p, rs, active, iterations
-
-        _, x, r, _, rs, _, iterations = tf.while_loop(
-            cond,
-            body,
-            (tf.constant(0), x, r, p, rs, active, iterations),
-            maximum_iterations=max_iter,
-        )
+        x, rs, iterations = cg_loop(apply, x, r, threshold, nonzero, max_iter, axes=(1,))
         safe_norm = tf.where(nonzero, b_norm, tf.ones_like(b_norm))
-        residual = tf.where(nonzero, tf.sqrt(rs) / safe_norm, zero)
+        residual = tf.where(nonzero, tf.sqrt(rs) / safe_norm, tf.zeros_like(rs))
         return CGResult(x, residual, iterations)

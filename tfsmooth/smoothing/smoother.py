@@ -16,8 +16,16 @@ and its Jacobian is :math:`\operatorname{diag}(s_\alpha(\mathbf{1}))^{-1} L_\alp
     \nabla_z J = L_\alpha^{-1}\big(\nabla_{\hat{s}} J \,/\, s_\alpha(\mathbf{1})\big),
 
 i.e. the backward pass is one more solve with the same operator. :class:`BoundSmoother`
-implements it with ``tf.custom_gradient`` so that nothing is differentiated through CG: memory
-does not grow with the number of iterations.
+implements it with ``tf.custom_gradient`` so that nothing is differentiated through the solver's
+iterations: memory does not grow with their number.
+
+Solvers (``Smoother(solver=...)``, all with the same meaning of ``tol``: relative residual of the
+full system): ``"cg"`` on :math:`L_\alpha`; on the 4-neighbour grid, which is bipartite,
+``"rb_cg"`` and ``"rb_chebyshev"`` solve the red-black reduced system
+(:mod:`tfsmooth.smoothing.redblack`), half the unknowns and half the condition number, and
+``"auto"`` (the default, :func:`choose_solver`) takes ``"rb_chebyshev"``: a cold Chebyshev solve
+is a fixed polynomial, one symmetric linear map whose backward pass is its exact adjoint;
+``"exact"`` keeps a dense inverse per image (small images only).
 
 Usage: build a :class:`Smoother` once with its hyperparameters, then ``bind`` it to each batch of
 clean images (this builds the graph, the operator and :math:`s_\alpha(\mathbf{1})` once), and call
@@ -35,16 +43,52 @@ from tfsmooth import _validation as v
 from tfsmooth.graphs import KERNELS, NEIGHBOUR_OFFSETS, ImageGraph
 from tfsmooth.smoothing.cg import CGResult, conjugate_gradient
 from tfsmooth.smoothing.operators import SparseLaplacian, StencilLaplacian
+from tfsmooth.smoothing.redblack import RedBlackLaplacian
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EXACT_MAX_VERTICES", "BoundSmoother", "SmoothResult", "Smoother"]
+__all__ = [
+    "EXACT_MAX_VERTICES",
+    "ONES_MAX_ITER",
+    "ONES_TOL",
+    "SOLVERS",
+    "BoundSmoother",
+    "SmoothResult",
+    "Smoother",
+    "choose_solver",
+]
 
 #: Largest image (``height * width``) for which ``solver="exact"`` builds a dense inverse.
 EXACT_MAX_VERTICES = 4096
 
-SOLVERS = ("cg", "exact")
+#: Solver names accepted by :class:`Smoother`.
+SOLVERS = ("auto", "cg", "rb_cg", "rb_chebyshev", "exact")
 OPERATORS = ("stencil", "sparse")
+
+#: Relative residual of the solve of :math:`s(\mathbf{1})` at bind time, whatever ``tol``.
+ONES_TOL = 1e-6
+#: Iterations at most for that solve.
+ONES_MAX_ITER = 5000
+
+
+def choose_solver(connectivity: int, operator: str) -> str:
+    """The solver that ``solver="auto"`` runs for a graph and operator.
+
+    ``"rb_chebyshev"`` for the 4-neighbour stencil (bipartite grid: red-black reduction, fixed
+    Chebyshev polynomial; the fastest in ``benchmarks/smoothing.py`` for ImageNet- and
+    MNIST-sized batches alike, including against the dense inverse of ``"exact"``, whose cost
+    grows as :math:`n^2` per image), ``"cg"`` for 8-connectivity (not bipartite) and for the
+    ``tf.sparse`` reference operator.
+
+    Example:
+        >>> choose_solver(4, "stencil"), choose_solver(8, "stencil"), choose_solver(4, "sparse")
+        ('rb_chebyshev', 'cg', 'cg')
+    """
+    v.check_choice(connectivity, "connectivity", NEIGHBOUR_OFFSETS)
+    v.check_choice(operator, "operator", OPERATORS)
+    if operator == "stencil" and connectivity == 4:
+        return "rb_chebyshev"
+    return "cg"
 
 
 class SmoothResult(NamedTuple):
@@ -52,9 +96,10 @@ class SmoothResult(NamedTuple):
 
     Attributes:
         output: :math:`\\hat{s}(z)`, shape and dtype of ``z``, differentiable w.r.t. ``z``.
-        iterations: CG iterations of the forward solve per system, int32 ``[systems, channels]``
-            (zeros for the exact solver).
-        residual_norm: relative residual of the forward solve per system.
+        iterations: iterations of the forward solve per system, int32 ``[systems, channels]``
+            (zeros for the exact solver; iterations on the reduced system for ``rb_*``).
+        residual_norm: relative residual of the full system after the forward solve, per
+            system (from the solver's recursion).
     """
 
     output: tf.Tensor
@@ -68,18 +113,38 @@ class Smoother:
     Args:
         alpha: regularization :math:`\alpha \in [0, 1)`; 0 is the identity, values near 1
             smooth more (the paper: 0.95 on MNIST, 0.997 on ImageNet).
-        solver: ``"cg"`` (conjugate gradient, any size) or ``"exact"`` (a dense inverse computed
-            once per bound batch; images of at most :data:`EXACT_MAX_VERTICES` pixels).
-        operator: how CG applies :math:`L_\alpha`: ``"stencil"`` (fast) or ``"sparse"``
+        solver: how :math:`L_\alpha^{-1}` is applied:
+
+            - ``"auto"`` (default): :func:`choose_solver`: ``"rb_chebyshev"`` for the
+              4-neighbour stencil, ``"cg"`` otherwise;
+            - ``"cg"``: conjugate gradient on the full system (any graph, any size);
+            - ``"rb_cg"``: CG on the red-black reduced system :math:`S = I - \alpha^2 B
+              B^\top` of the 4-neighbour grid (:class:`~tfsmooth.smoothing.RedBlackLaplacian`),
+              half the unknowns and half the condition number;
+            - ``"rb_chebyshev"``: Chebyshev iteration on :math:`S` with its closed-form
+              spectral bounds :math:`[1 - \alpha^2, 1]`: no dot products, and the number of
+              steps that guarantees ``tol`` follows from the bounds, so a cold solve is one
+              fixed symmetric linear map (its backward pass is its exact adjoint);
+            - ``"exact"``: a dense inverse computed once per bound batch; images of at most
+              :data:`EXACT_MAX_VERTICES` pixels, memory ``batch * n**2`` floats.
+
+            The ``rb_*`` solvers need ``connectivity=4`` and ``operator="stencil"``.
+        operator: how ``"cg"`` applies :math:`L_\alpha`: ``"stencil"`` (fast) or ``"sparse"``
             (``tf.sparse`` reference).
-        max_iter: CG iterations at most, >= 1 (the paper: 50 on ImageNet).
-        tol: CG relative residual tolerance, >= 0; 0 always runs ``max_iter`` iterations.
+        max_iter: iterations at most, >= 1 (the paper: 50 CG iterations on ImageNet). For the
+            ``rb_*`` solvers these are iterations on the reduced system, each costing about
+            one matvec of :math:`L_\alpha` on half-size vectors.
+        tol: relative residual of the full system, :math:`\lVert z - L_\alpha x\rVert \le
+            \mathrm{tol}\,\lVert z\rVert`, >= 0, the same for every solver: CG stops when
+            it is reached, Chebyshev runs the number of steps that guarantees it; both at most
+            ``max_iter``. 0 always runs ``max_iter`` iterations. :math:`s(\mathbf{1})` is
+            always solved to :data:`ONES_TOL` (at most :data:`ONES_MAX_ITER` iterations).
         kernel: feature kernel of the graph, ``"laplacian"`` or ``"gaussian"``.
         sigma: kernel scale, > 0, for pixels in ``[0, 1]``.
         connectivity: 4 or 8 neighbours.
         per_channel: one graph per colour channel, each guided by that channel only (the
             authors' released code on ImageNet) instead of one graph for all channels (the paper).
-        jit_compile: compile each CG solve of the stencil operator with XLA (fuses an
+        jit_compile: compile each iterative solve of the stencil operator with XLA (fuses an
             iteration into a few memory passes; several times faster on CPU). The sparse
             operator always runs without XLA.
 
@@ -96,7 +161,7 @@ class Smoother:
         self,
         alpha: float,
         *,
-        solver: str = "cg",
+        solver: str = "auto",
         operator: str = "stencil",
         max_iter: int = 50,
         tol: float = 1e-4,
@@ -122,6 +187,20 @@ class Smoother:
         if not isinstance(jit_compile, bool):
             raise TypeError(f"`jit_compile` must be a bool, got {jit_compile!r}")
         self.jit_compile = jit_compile
+        if self.solver.startswith("rb_") and (self.connectivity != 4 or self.operator != "stencil"):
+            raise ValueError(
+                f"solver={self.solver!r} needs connectivity=4 and operator='stencil' (the "
+                "red-black reduction holds on the bipartite 4-neighbour grid), got "
+                f"connectivity={self.connectivity}, operator={self.operator!r}; use "
+                "solver='cg' or 'auto'"
+            )
+
+    @property
+    def resolved_solver(self) -> str:
+        """The solver that runs: :attr:`solver`, or the choice of ``"auto"``."""
+        if self.solver == "auto":
+            return choose_solver(self.connectivity, self.operator)
+        return self.solver
 
     def bind(self, guide: Any, *, name: str | None = None) -> BoundSmoother:
         """Builds the graph, the operator and :math:`s(\\mathbf{1})` for a batch of guide images.
@@ -169,7 +248,11 @@ class BoundSmoother:
         graph: the :class:`~tfsmooth.graphs.ImageGraph` (per-channel: of the ``batch * channels``
             single-channel guides).
         operator: :math:`L_\\alpha` as a ``tf.linalg.LinearOperator``.
-        ones_response: :math:`s(\\mathbf{1})` in system layout ``[G, n, 1]``.
+        solver: the solver that runs (``"auto"`` resolved).
+        red_black: the :class:`~tfsmooth.smoothing.RedBlackLaplacian` for the ``rb_*``
+            solvers, else ``None``.
+        ones_response: :math:`s(\\mathbf{1})` in system layout ``[G, n, 1]``, solved to
+            :data:`ONES_TOL`.
     """
 
     def __init__(self, smoother: Smoother, guide: Any, *, name: str | None = None) -> None:
@@ -199,18 +282,25 @@ class BoundSmoother:
                 )
             else:
                 self.operator = StencilLaplacian(self.graph, smoother.alpha)
+            self.solver = smoother.resolved_solver
+            self.red_black: RedBlackLaplacian | None = None
+            if self.solver.startswith("rb_"):
+                self.red_black = RedBlackLaplacian(self.graph, smoother.alpha)
             self._inverse: tf.Tensor | None = None
-            if smoother.solver == "exact":
+            if self.solver == "exact":
                 if self.n_vertices > EXACT_MAX_VERTICES:
                     raise ValueError(
                         f'solver="exact" handles images of at most {EXACT_MAX_VERTICES} pixels, got '
-                        f'{height}x{width}={self.n_vertices}; use solver="cg"'
+                        f'{height}x{width}={self.n_vertices}; use solver="auto"'
                     )
                 chol = tf.linalg.cholesky(self.operator.to_dense())
                 eye = tf.eye(self.n_vertices, batch_shape=[1], dtype=self.dtype)
                 self._inverse = tf.linalg.cholesky_solve(chol, tf.broadcast_to(eye, tf.shape(chol)))
             ones = tf.ones([tf.shape(self.graph.weights)[0], self.n_vertices, 1], self.dtype)
-            self.ones_response = self.solve_systems(ones).x
+            ones_tol = ONES_TOL if smoother.tol == 0 else min(ONES_TOL, smoother.tol)
+            self.ones_response = self.solve_systems(
+                ones, tol=ones_tol, max_iter=max(ONES_MAX_ITER, smoother.max_iter)
+            ).x
             self._batch = batch
 
     # -- layout ------------------------------------------------------------------------------
@@ -253,26 +343,49 @@ class BoundSmoother:
         return tf.reshape(x, [-1, height, width, channels])
 
     # -- solves ------------------------------------------------------------------------------
-    def solve_systems(self, rhs: tf.Tensor, x0: tf.Tensor | None = None) -> CGResult:
-        """:math:`L_\\alpha^{-1} b` for ``b`` in system layout (no gradient defined)."""
+    def solve_systems(
+        self,
+        rhs: tf.Tensor,
+        x0: tf.Tensor | None = None,
+        *,
+        tol: float | None = None,
+        max_iter: int | None = None,
+    ) -> CGResult:
+        """:math:`L_\\alpha^{-1} b` for ``b`` in system layout (no gradient defined).
+
+        Args:
+            rhs: right-hand sides ``[G, n, C']``.
+            x0: optional warm start, same shape.
+            tol: overrides the smoother's ``tol`` for this solve.
+            max_iter: overrides the smoother's ``max_iter`` for this solve.
+
+        Returns:
+            :class:`~tfsmooth.smoothing.CGResult`; iterations and residual are zero for the
+            exact solver.
+        """
+        tol = self.smoother.tol if tol is None else tol
+        max_iter = self.smoother.max_iter if max_iter is None else max_iter
         if self._inverse is not None:
             x = tf.linalg.matmul(self._inverse, rhs)
             zeros = tf.zeros([tf.shape(rhs)[0], tf.shape(rhs)[2]], rhs.dtype)
             return CGResult(x, zeros, tf.cast(zeros, tf.int32))
-        if isinstance(self.operator, StencilLaplacian):
-            return self.operator.solve(
+        if self.red_black is not None:
+            return self.red_black.solve(
                 rhs,
                 x0=x0,
-                max_iter=self.smoother.max_iter,
-                tol=self.smoother.tol,
+                method="chebyshev" if self.solver == "rb_chebyshev" else "cg",
+                max_iter=max_iter,
+                tol=tol,
                 jit_compile=self.smoother.jit_compile,
             )
-        return conjugate_gradient(
-            self.operator, rhs, x0=x0, max_iter=self.smoother.max_iter, tol=self.smoother.tol
-        )
+        if isinstance(self.operator, StencilLaplacian):
+            return self.operator.solve(
+                rhs, x0=x0, max_iter=max_iter, tol=tol, jit_compile=self.smoother.jit_compile
+            )
+        return conjugate_gradient(self.operator, rhs, x0=x0, max_iter=max_iter, tol=tol)
 
     def solve(self, z: Any, *, x0: Any = None) -> CGResult:
-        """The unnormalized :math:`s(z) = L_\\alpha^{-1} z` in image layout, with CG statistics.
+        """The unnormalized :math:`s(z) = L_\\alpha^{-1} z` in image layout, with solver statistics.
 
         Args:
             z: signal ``[batch, height, width, channels]``.
@@ -299,6 +412,10 @@ class BoundSmoother:
                 :math:`\\hat{s}(z)`, e.g. the previous output inside an attack loop.
             grad_x0: optional warm start for the backward solve: a guess of the gradient with
                 respect to ``z``, e.g. the previous gradient inside an attack loop.
+
+        With ``"rb_chebyshev"`` and no warm start, forward and backward run the same number of
+        steps (set by ``tol``), so the gradient is exactly that of the computed forward map; a
+        warm start sets the number of steps from the residual of the guess instead.
 
         Returns:
             :class:`SmoothResult`; only ``output`` carries a gradient.
