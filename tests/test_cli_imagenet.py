@@ -37,6 +37,14 @@ def files(tmp_path_factory):
     save_photos(root / "photos", (40, 40))
     fixed = export_tiny_classifier(root / "fixed32", fixed_size=(32, 32))
     tf.saved_model.save(_NoSignature(), str(root / "no_signature"))
+    ten = tf.keras.Sequential(
+        [
+            tf.keras.Input([None, None, 3]),
+            tf.keras.layers.GlobalAveragePooling2D(),
+            tf.keras.layers.Dense(10),
+        ]
+    )
+    ten.save(root / "ten_classes.keras")
     other = tf.train.Checkpoint(dense=tf.Variable(tf.zeros([4, 4])))
     other_prefix = other.write(str(root / "resnet" / "model.ckpt"))
     return {
@@ -48,6 +56,7 @@ def files(tmp_path_factory):
         "fixed": fixed,
         "no_signature": root / "no_signature",
         "other_checkpoint": other_prefix,
+        "ten_classes": root / "ten_classes.keras",
     }
 
 
@@ -87,7 +96,7 @@ def test_reproduce_imagenet_cli(files, tmp_path, monkeypatch, capsys):
 def test_attack_cli_on_own_model_and_images(files, tmp_path, capsys):
     out = tmp_path / "attacked"
     argv = ["attack", "--model", str(files["model"]), "--images", str(files["photos"])]
-    argv += ["--attack", "scw", "--out", str(out), "--no-progress"]
+    argv += ["--attack", "scw", "--out", str(out), "--no-progress", "--preset", "imagenet"]
     argv += QUICKER + ["--override", "sC&W:steps=30"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -109,6 +118,20 @@ def test_attack_cli_on_own_model_and_images(files, tmp_path, capsys):
     # without --resume an existing run is not overwritten
     assert main(argv) == 1
     assert "--resume" in capsys.readouterr().err
+
+
+def test_attack_cli_default_writes_only_deliverable_adversarials(files, tmp_path, capsys):
+    """The default preset counts an adversarial only if it survives the 8-bit PNG it is written
+    as: every success's PNG, read back, still fools the model."""
+    out = tmp_path / "bits"
+    argv = ["attack", "--model", str(files["model"]), "--images", str(files["photos"])]
+    argv += ["--attack", "ifgsm", "--out", str(out), "--no-progress", "--quick"]
+    assert main(argv) == 0
+    _, records, _ = read_records(out / "records.jsonl")
+    successes = [r for r in records if r["success"]]
+    assert successes and all(r["png_success"] for r in successes)
+    assert read_results(out / "summary.json")["meta"]["attack"]["kwargs"]["quantize_bits"] == 8
+    assert "still adversarial as 8-bit PNG" in capsys.readouterr().out
 
 
 def test_attack_cli_labels_csv_and_epsilon(files, tmp_path, capsys):
@@ -167,7 +190,24 @@ def _bad_cases(files, tmp):
         ),
         "nips csv columns": (reproduce + ["--data", str(nips_bad)] + model, "unknown column"),
         "nips image size": (reproduce + ["--data", str(nips_small)] + model, "200x200"),
-        "no data": (reproduce + model, "--data"),
+        "table 2 without the nips labels": (
+            reproduce + model + ["--adv-checkpoint", str(files["other_checkpoint"])],
+            "needs the NIPS 2017 labels",
+        ),
+        "batch size 0": (
+            reproduce + ["--data", str(files["data"]), "--batch-size", "0"] + model,
+            "--batch-size must be at least 1",
+        ),
+        "override of an attack not run": (
+            reproduce
+            + ["--data", str(files["data"]), "--attacks", "FGSM", "--override", "C&W:steps=3"]
+            + model,
+            "does not include",
+        ),
+        "ten-class model on imagenet labels": (
+            reproduce + ["--data", str(files["data"]), "--model", str(files["ten_classes"])],
+            "returns 10 logits",
+        ),
         "missing data": (reproduce + ["--data", str(tmp / "none")] + model, "not found"),
         "not cached": (
             reproduce
@@ -179,12 +219,25 @@ def _bad_cases(files, tmp):
             reproduce + ["--data", str(files["data"]), "--transfer"] + model,
             "adv_checkpoint",
         ),
-        "imagenet flag for mnist": (
-            ["reproduce", "mnist", "--data", str(files["data"]), "--out", str(tmp)],
-            "ImageNet options",
-        ),
         "bad override": (reproduce + ["--data", str(files["data"]), "--override", "steps"], "KEY"),
     }
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["reproduce", "mnist", "--data", "x"],
+        ["reproduce", "mnist", "--model", "x"],
+        ["reproduce", "imagenet", "--source", "tfds"],
+        ["reproduce", "imagenet", "--models", "c4"],
+    ],
+)
+def test_options_of_the_other_dataset_are_refused(argv, capsys):
+    """Each of ``reproduce mnist`` / ``reproduce imagenet`` takes only its own options."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
 
 
 def test_bad_input_exits_nonzero_without_traceback(files, tmp_path, capsys):
@@ -207,7 +260,12 @@ def test_help_mentions_the_commands(capsys):
     with pytest.raises(SystemExit):
         main(["reproduce", "--help"])
     text = capsys.readouterr().out
+    assert "mnist" in text and "imagenet" in text
+    with pytest.raises(SystemExit):
+        main(["reproduce", "imagenet", "--help"])
+    text = capsys.readouterr().out
     assert "--adv-checkpoint" in text and "--quick" in text and "fewer iterations" in text
+    assert "--preset" in text and "--models" not in text
 
 
 def test_results_are_json(files, tmp_path, monkeypatch):

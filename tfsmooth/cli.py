@@ -123,22 +123,30 @@ def _parse_overrides(items: Sequence[str] | None) -> dict[str, dict[str, object]
     return overrides
 
 
+def _check_batch_size(value: int) -> int:
+    if value < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {value}")
+    return value
+
+
+def _workers_from_tf_config() -> object:
+    """This process's place in a multi-worker job, from ``$TF_CONFIG`` (``None`` if unset).
+
+    ``TF_CONFIG`` as ``tf.distribute`` reads it: ``{"cluster": {"worker": ["host:port", ...]},
+    "task": {"type": "worker", "index": i}}``; the workers share ``--out`` (a shared folder).
+    """
+    text = os.environ.get("TF_CONFIG", "")
+    if not text.strip():
+        return None
+    from tfsmooth.evaluation.distributed import WorkerSpec
+
+    return WorkerSpec.from_tf_config(text)
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     overrides = _parse_overrides(args.override)
+    batch_size = _check_batch_size(args.batch_size)
     if args.dataset == "mnist":
-        imagenet_only = [
-            flag
-            for flag, value in (
-                ("--data", args.data),
-                ("--adv-checkpoint", args.adv_checkpoint),
-                ("--defense", args.defense),
-                ("--transfer", args.transfer),
-                ("--cache-dir", args.cache_dir),
-            )
-            if value
-        ]
-        if imagenet_only:
-            raise ValueError(f"{', '.join(imagenet_only)}: ImageNet options, not for MNIST")
         from tfsmooth.evaluation.reproduce import reproduce_mnist
 
         summary = reproduce_mnist(
@@ -148,57 +156,58 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             resume=args.resume,
             overwrite=args.overwrite,
             progress=not args.no_progress,
-            batch_size=args.batch_size or 100,
+            batch_size=batch_size,
             models=args.models or ("c4", "c4-adv"),
             attacks=args.attacks,
             overrides=overrides or None,
             source=args.source,
+            workers=_workers_from_tf_config(),  # type: ignore[arg-type]
         )
     else:
-        summary = _reproduce_imagenet(args, overrides)
+        from tfsmooth.evaluation.reproduce_imagenet import reproduce_imagenet
+
+        if _workers_from_tf_config() is not None:
+            raise ValueError(
+                "TF_CONFIG is set, but multi-worker runs are supported by `reproduce mnist` only; "
+                "unset TF_CONFIG to run `reproduce imagenet` in one process"
+            )
+
+        summary = reproduce_imagenet(
+            args.out,
+            data_dir=args.data,
+            model=args.model,
+            preset=args.preset,
+            adv_checkpoint=args.adv_checkpoint,
+            n=args.n,
+            quick=args.quick,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            batch_size=batch_size,
+            attacks=args.attacks,
+            overrides=overrides or None,
+            defense=args.defense,
+            transfer=args.transfer,
+            cache_dir=args.cache_dir or os.environ.get("TFSMOOTH_CACHE_DIR"),
+        )
     meta = summary["meta"]
     accuracy = ", ".join(f"{m} {a:.4f}" for m, a in meta["clean_accuracy"].items())
     print(
         f"\ndata: {meta['data_source']}, {meta['n_test_images']} test images; clean accuracy {accuracy}"
     )
     print(summary["table"])
+    for finding in meta.get("findings") or []:
+        mark = {True: "holds", False: "DOES NOT HOLD", None: "n/a"}[finding.get("holds")]
+        detail = finding.get("detail") or ""
+        print(f"  [{mark}] {finding.get('finding', '')}" + (f": {detail}" if detail else ""))
     print(f"\nwritten to {args.out} in {summary['seconds']:.0f} s:")
     for key, path in summary["files"].items():
         print(f"  {key:12s} {path}")
     return 0
 
 
-def _reproduce_imagenet(args: argparse.Namespace, overrides: dict[str, dict[str, object]]) -> dict:
-    from tfsmooth.evaluation.reproduce_imagenet import reproduce_imagenet
-
-    if args.data is None:
-        raise ValueError(
-            "`reproduce imagenet` needs --data DIR, the NIPS 2017 dev set (dev_dataset.csv and "
-            "<ImageId>.png files)"
-        )
-    if args.models:
-        raise ValueError("--models is for MNIST; for ImageNet use --model and --adv-checkpoint")
-    return reproduce_imagenet(
-        args.out,
-        data_dir=args.data,
-        model=args.model,
-        adv_checkpoint=args.adv_checkpoint,
-        n=args.n,
-        quick=args.quick,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-        batch_size=args.batch_size or 10,
-        attacks=args.attacks,
-        overrides=overrides or None,
-        defense=args.defense,
-        transfer=args.transfer,
-        cache_dir=args.cache_dir,
-    )
-
-
 def _cmd_attack(args: argparse.Namespace) -> int:
-    from tfsmooth.evaluation.reproduce_imagenet import attack_images
+    from tfsmooth.evaluation.attack_images import attack_images
 
     if args.labels == "predicted":
         print(
@@ -217,11 +226,12 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         epsilons=args.epsilon,
         input_size=tuple(args.input_size) if args.input_size else None,
         preprocessing=args.preprocessing,
-        batch_size=args.batch_size,
+        batch_size=_check_batch_size(args.batch_size),
         quick=args.quick,
         overrides=_parse_overrides(args.override) or None,
         progress=not args.no_progress,
-        cache_dir=args.cache_dir,
+        cache_dir=args.cache_dir or os.environ.get("TFSMOOTH_CACHE_DIR"),
+        preset=args.preset,
     )
     row = summary["row"]
     meta = summary["meta"]
@@ -285,45 +295,72 @@ def build_parser() -> argparse.ArgumentParser:
         "report.md (ours beside the paper's), CSV, per-image JSONL records (resumable with "
         "--resume) and figures to --out.",
     )
-    reproduce.add_argument("dataset", choices=["mnist", "imagenet"])
-    reproduce.add_argument("--n", type=int, default=None, help="number of test images")
-    reproduce.add_argument(
-        "--quick",
-        action="store_true",
-        help="fewer iterations than the paper's protocol (I-FGSM/PGD2 5 steps, C&W 2 x 40 "
-        f"steps) and, for MNIST without --n, the first {QUICK_MNIST_IMAGES} test images: a "
-        "smoke run of a few minutes, flagged in the report",
+    datasets = reproduce.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    mnist = datasets.add_parser(
+        "mnist",
+        allow_abbrev=False,
+        help="Tables 1-2 on the MNIST network C4, plain and adversarially trained",
+        description="The paper's MNIST protocol on C4 (shipped weights, plain and adversarially "
+        "trained) and the shipped test digits (or tensorflow-datasets' when installed).",
     )
-    reproduce.add_argument("--out", default="tfsmooth-results", help="output directory")
-    reproduce.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    reproduce.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the results of an earlier run (or other files) in --out; with "
-        "--resume, continue what belongs to this run and replace the rest",
+    imagenet = datasets.add_parser(
+        "imagenet",
+        allow_abbrev=False,
+        help="ImageNet: real photos on an offline pretrained network, or the NIPS 2017 set",
+        description="Without --data: the 20 labelled ImageNet photos shipped with foolbox "
+        "against a real pretrained network that works offline (EfficientNet-Lite0 by default), "
+        "with a converged C&W / sC&W and adversarials that survive an 8-bit PNG (preset "
+        "imagenet-photos), perceptual measures and Fig. 1 on the photos. With --data: the "
+        "paper's protocol (preset imagenet) on the NIPS 2017 dev set.",
     )
-    reproduce.add_argument(
-        "--batch-size", type=int, default=None, help="images per batch (MNIST 100, ImageNet 10)"
+    for sub, default_batch in ((mnist, 100), (imagenet, 10)):
+        sub.add_argument("--n", type=int, default=None, help="number of test images")
+        sub.add_argument(
+            "--quick",
+            action="store_true",
+            help="fewer iterations than the full protocol (a smoke run, flagged in the report)"
+            + (
+                f"; without --n, the first {QUICK_MNIST_IMAGES} test images" if sub is mnist else ""
+            ),
+        )
+        sub.add_argument("--out", default="tfsmooth-results", help="output directory")
+        sub.add_argument("--resume", action="store_true", help="continue an interrupted run")
+        sub.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace the results of an earlier run (or other files) in --out; with "
+            "--resume, continue what belongs to this run and replace the rest",
+        )
+        sub.add_argument(
+            "--batch-size", type=int, default=default_batch, help="images per batch (>= 1)"
+        )
+        sub.add_argument("--attacks", nargs="+", default=None, help="subset of the attacks")
+        sub.add_argument("--no-progress", action="store_true", help="no progress bars")
+        sub.add_argument(
+            "--override",
+            action="append",
+            default=None,
+            metavar="ATTACK:KEY=VALUE",
+            help="change one setting of a selected attack, e.g. 'C&W:steps=100' or "
+            "'sC&W:smoother.max_iter=20'; repeatable, recorded in results.json",
+        )
+        sub.set_defaults(handler=_cmd_reproduce)
+    mnist.add_argument("--models", nargs="+", default=None, help="subset of c4, c4-adv")
+    mnist.add_argument("--source", default="auto", help="MNIST source: auto, tfds, keras, package")
+    imagenet.add_argument(
+        "--data", default=None, help="the NIPS 2017 dev set directory (default: sample photos)"
     )
-    reproduce.add_argument("--models", nargs="+", default=None, help="MNIST: subset of the models")
-    reproduce.add_argument("--attacks", nargs="+", default=None, help="subset of the attacks")
-    reproduce.add_argument("--source", default="auto", help="MNIST source")
-    reproduce.add_argument("--no-progress", action="store_true", help="no progress bars")
-    reproduce.add_argument(
-        "--override",
-        action="append",
-        default=None,
-        metavar="ATTACK:KEY=VALUE",
-        help="change one attack setting, e.g. 'C&W:steps=100' or (ImageNet) "
-        "'sC&W:smoother.max_iter=20'; repeatable, recorded in results.json",
-    )
-    imagenet = reproduce.add_argument_group("ImageNet")
-    imagenet.add_argument("--data", default=None, help="the NIPS 2017 dev set directory")
     imagenet.add_argument(
         "--model",
-        default="inception_v3",
-        help="inception_v3 or resnet_v2_50 (TF-Hub, from $TFHUB_CACHE_DIR), or a SavedModel "
-        "directory (Table 1)",
+        default="efficientnet_lite0",
+        help="efficientnet_lite0/1/2 (offline), inception_v3 or resnet_v2_50 (TF-Hub, from "
+        "$TFHUB_CACHE_DIR), a SavedModel directory or a .keras file",
+    )
+    imagenet.add_argument(
+        "--preset",
+        default=None,
+        help="imagenet (the paper's settings) or imagenet-photos (converged C&W, 8-bit); "
+        "default imagenet-photos on the sample photos, imagenet with --data",
     )
     imagenet.add_argument(
         "--adv-checkpoint",
@@ -340,13 +377,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Table 3: transfer the attacks to the --adv-checkpoint model",
     )
-    imagenet.add_argument("--cache-dir", default=None, help="TF-Hub cache ($TFHUB_CACHE_DIR)")
-    reproduce.set_defaults(handler=_cmd_reproduce)
+    imagenet.add_argument(
+        "--cache-dir",
+        default=None,
+        help="TF-Hub cache ($TFHUB_CACHE_DIR), or the cache of converted EfficientNet weights "
+        "($TFSMOOTH_CACHE_DIR, default ~/.cache/tfsmooth)",
+    )
 
     attack = commands.add_parser(
         "attack",
         help="attack your own images with your own model (SavedModel or .keras)",
-        description="Attacks every image of --images with the paper's ImageNet settings and "
+        description="Attacks every image of --images with one attack of --preset and "
         "writes the adversarial images and the perturbations as PNGs, per-image JSONL records "
         "(resumable with --resume) and summary.json to --out. The model takes images in [0, 1] "
         "(else give --preprocessing). Without --labels, the labels are the model's own "
@@ -400,7 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="map the [0, 1] images for a model that expects other inputs",
     )
-    attack.add_argument("--batch-size", type=int, default=8)
+    attack.add_argument("--batch-size", type=int, default=8, help="images per batch (>= 1)")
+    attack.add_argument(
+        "--preset",
+        default="imagenet-photos",
+        help="imagenet-photos (default: a converged C&W / sC&W; adversarials counted only if "
+        "they survive an 8-bit PNG, so every PNG written is adversarial) or imagenet (the "
+        "paper's settings)",
+    )
     attack.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
     attack.add_argument(
         "--override",

@@ -226,13 +226,43 @@ STRATEGY_SCRIPT = textwrap.dedent(
         assert (a.success == b.success).all()
         np.testing.assert_allclose(a.l2, b.l2, rtol=1e-5, equal_nan=True)
         assert (a.adv_label == b.adv_label).all()
+    # The replicas attack their chunks at the same time: record when each chunk runs.
+    import threading, time
+    from tfsmooth.evaluation import protocol
+    spans, original = [], protocol._attack_chunk
+    def timed(*args):
+        start = time.perf_counter()
+        outputs = tuple(o.numpy() for o in original(*args))
+        spans.append((threading.current_thread().name, start, time.perf_counter()))
+        return outputs
+    protocol._attack_chunk = timed
+    conv = tf.keras.Sequential([tf.keras.Input([28, 28, 1]),
+                                tf.keras.layers.Conv2D(16, 5, activation="relu"),
+                                tf.keras.layers.Flatten(), tf.keras.layers.Dense(10)])
+    x = np.random.default_rng(1).uniform(size=[48, 28, 28, 1]).astype("float32")
+    y = np.argmax(conv(x), 1)
+    attack = LinfBasicIterativeAttack(steps=10, step_size=0.01)
+    a = evaluate_attack(conv, attack, x, y, epsilons=0.05, batch_size=16)
+    spans.clear()
+    b = evaluate_attack(conv, attack, x, y, epsilons=0.05, batch_size=16, strategy=strategy)
+    assert (a.success == b.success).all() and (a.adv_label == b.adv_label).all()
+    np.testing.assert_allclose(a.l2, b.l2, rtol=1e-5, equal_nan=True)
+    assert len(spans) == 6, spans  # 3 batches x 2 replicas
+    assert all(name == "MainThread" for name, _, _ in spans[:2]), spans  # first batch: traces
+    for pair in (spans[2:4], spans[4:6]):  # later batches: one thread per replica, overlapping
+        assert {name for name, _, _ in pair} == {"tfsmooth-replica_0", "tfsmooth-replica_1"}
+        overlap = min(end for _, _, end in pair) - max(start for _, start, _ in pair)
+        assert overlap > 0, pair
+        print("OVERLAP", overlap / max(end - start for _, start, end in pair))
     print("STRATEGY-OK")
     """
 )
 
 
 def test_mirrored_strategy_matches_single_device():
+    """Two logical CPUs: same results as one device, the replicas' chunks run concurrently."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    env.setdefault("TF_NUM_INTRAOP_THREADS", "1")
     done = subprocess.run(
         [sys.executable, "-c", STRATEGY_SCRIPT],
         capture_output=True,
@@ -241,3 +271,4 @@ def test_mirrored_strategy_matches_single_device():
         timeout=300,
     )
     assert done.returncode == 0 and "STRATEGY-OK" in done.stdout, done.stderr[-3000:]
+    assert done.stdout.count("OVERLAP") == 2, done.stdout

@@ -6,6 +6,12 @@
 :func:`tfsmooth.evaluation.reproduce.reproduce_mnist` and
 :func:`tfsmooth.evaluation.reproduce_imagenet.reproduce_imagenet` both use it; they differ in
 their data, models, presets and reports only.
+
+With ``workers`` (a :class:`~tfsmooth.evaluation.distributed.WorkerSpec` of several workers),
+each worker records its share of the fixed batches of every run in its own folder
+``<out>/workers/worker-<i>/records/``; the chief (worker 0) then waits for the others, merges
+their records into ``<out>/records/`` and returns the rows; the other workers return no rows
+(see :mod:`tfsmooth.evaluation.distributed`).
 """
 
 from __future__ import annotations
@@ -18,12 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from tfsmooth.evaluation.protocol import EvaluationResult, Measure, evaluate_attack
+from tfsmooth.evaluation import distributed
+from tfsmooth.evaluation.distributed import WorkerSpec
+from tfsmooth.evaluation.protocol import EvaluationResult, Measure, attack_shard, evaluate_attack
 from tfsmooth.models.base import Model
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["WhiteBox", "record_file_name", "run_white_box", "safe_name"]
+__all__ = ["WhiteBox", "progress_for", "record_file_name", "run_white_box", "safe_name"]
 
 
 def safe_name(text: str) -> str:
@@ -53,12 +61,15 @@ class WhiteBox:
         rows: one row per ``(model, attack)`` (``EvaluationResult.to_row()`` plus ``extra``).
         results: ``{model: {attack: EvaluationResult}}``.
         accuracy: ``{model: clean accuracy}``.
+        worker_files: ``{"<model>__<attack>": path}`` of this worker's own record files (a
+            multi-worker run only).
     """
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
         self.results: dict[str, dict[str, EvaluationResult]] = {}
         self.accuracy: dict[str, float] = {}
+        self.worker_files: dict[str, str] = {}
 
     def table(self) -> dict[str, dict[str, tuple[float, float]]]:
         """``{model: {attack: (Psuc, D)}}`` (``NaN`` where undefined), for findings."""
@@ -74,7 +85,7 @@ class WhiteBox:
         }
 
 
-def _progress_for(progress: Any, model: str, attack: str) -> Any:
+def progress_for(progress: Any, model: str, attack: str) -> Any:
     if callable(progress) and progress is not True:
         return lambda done, total: progress(model, attack, done, total)
     return progress
@@ -94,11 +105,13 @@ def run_white_box(
     strategy: Any = None,
     measure_for: Callable[[str, str, Model], Measure | None] | None = None,
     extra: Mapping[str, Any] | Callable[[str], Mapping[str, Any]] | None = None,
+    workers: WorkerSpec | None = None,
 ) -> WhiteBox:
     """Every attack on every model, with resumable records under ``out/records``.
 
     Args:
-        out: the (open, locked) output folder; ``out/records`` must exist.
+        out: the output folder; ``out/records`` must exist (open and locked by this process,
+            unless ``workers`` makes it a worker other than the chief).
         nets: ``{model name: model}``.
         attacks: ``{attack name: (attack, epsilons)}`` (:func:`~tfsmooth.evaluation.presets.build_attacks`).
         images: ``[N0, H, W, C]``.
@@ -111,10 +124,32 @@ def run_white_box(
         measure_for: optional ``measure_for(model, attack, net)`` giving the ``measure`` of
             :func:`~tfsmooth.evaluation.protocol.evaluate_attack` for that run.
         extra: keys added to every row, or a function of the model name giving them.
+        workers: this process's place in a multi-worker run: its share of the batches goes to
+            ``worker_folder(out, index)/records`` (that folder open and locked by this process,
+            ``records`` in it); the chief then merges all the workers' records into
+            ``out/records`` (waiting for them) and returns the rows, the others return none.
 
     Returns:
         :class:`WhiteBox`.
     """
+    if workers is not None and not isinstance(workers, WorkerSpec):
+        raise TypeError(f"`workers` must be a WorkerSpec or None, got {type(workers).__name__}")
+    if workers is not None and workers.distributed:
+        return _run_shared(
+            out,
+            nets,
+            attacks,
+            images,
+            labels,
+            batch_size=batch_size,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            strategy=strategy,
+            measure_for=measure_for,
+            extra=extra,
+            workers=workers,
+        )
     box = WhiteBox()
     for model_name, net in nets.items():
         box.results[model_name] = {}
@@ -131,11 +166,96 @@ def run_white_box(
                 records_path=out / "records" / record_file_name(model_name, attack_name),
                 resume=resume,
                 overwrite=overwrite,
-                progress=_progress_for(progress, model_name, attack_name),
+                progress=progress_for(progress, model_name, attack_name),
                 strategy=strategy,
                 attack_name=attack_name,
                 model_name=model_name,
                 measure=None if measure_for is None else measure_for(model_name, attack_name, net),
+            )
+            box.results[model_name][attack_name] = result
+            box.accuracy[model_name] = result.clean_accuracy
+            box.rows.append({**result.to_row(), **added})
+    return box
+
+
+def _run_shared(
+    out: pathlib.Path,
+    nets: Mapping[str, Model],
+    attacks: Mapping[str, tuple[Any, Any]],
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int,
+    resume: bool,
+    overwrite: bool,
+    progress: Any,
+    strategy: Any,
+    measure_for: Callable[[str, str, Model], Measure | None] | None,
+    extra: Mapping[str, Any] | Callable[[str], Mapping[str, Any]] | None,
+    workers: WorkerSpec,
+) -> WhiteBox:
+    """:func:`run_white_box` of one worker of several: its share first, then (chief) the merge."""
+    box = WhiteBox()
+    own = distributed.worker_folder(out, workers.index) / "records"
+    headers: dict[tuple[str, str], dict[str, Any]] = {}
+    # 1. This worker's share of every run (no waiting in between).
+    for model_name, net in nets.items():
+        for attack_name, (attack, epsilons) in attacks.items():
+            logger.info("%s: %s on %s, its share", workers, attack_name, model_name)
+            name = record_file_name(model_name, attack_name)
+            part = attack_shard(
+                net,
+                attack,
+                images,
+                labels,
+                shard=workers,
+                epsilons=epsilons,
+                batch_size=batch_size,
+                records_path=own / name,
+                resume=True,  # the worker's folder (opened by the caller) allows it
+                overwrite=overwrite,
+                progress=progress_for(progress, model_name, attack_name),
+                strategy=strategy,
+                attack_name=attack_name,
+                model_name=model_name,
+                measure=None if measure_for is None else measure_for(model_name, attack_name, net),
+            )
+            headers[model_name, attack_name] = part.store.header
+            box.accuracy[model_name] = part.clean_accuracy
+            box.worker_files[name.removesuffix(".jsonl")] = str(own / name)
+    if not workers.chief:
+        return box
+    # 2. The chief: every worker's records, merged into the records of a single-process run.
+    for model_name, net in nets.items():
+        box.results[model_name] = {}
+        added = extra(model_name) if callable(extra) else dict(extra or {})
+        for attack_name, (attack, epsilons) in attacks.items():
+            name = record_file_name(model_name, attack_name)
+            logger.info("%s: waiting for the records of %s on %s", workers, attack_name, model_name)
+            distributed.merge_worker_records(
+                out / "records" / name,
+                [
+                    distributed.worker_folder(out, i) / "records" / name
+                    for i in range(workers.count)
+                ],
+                headers[model_name, attack_name],
+                workers=workers,
+                resume=resume,
+                overwrite=overwrite,
+            )
+            result = evaluate_attack(  # every image is recorded: reads the merged records
+                net,
+                attack,
+                images,
+                labels,
+                epsilons=epsilons,
+                batch_size=batch_size,
+                records_path=out / "records" / name,
+                resume=True,
+                strategy=strategy,
+                attack_name=attack_name,
+                model_name=model_name,
+                measure=None,
             )
             box.results[model_name][attack_name] = result
             box.accuracy[model_name] = result.clean_accuracy

@@ -31,12 +31,14 @@ file that is not a tfsmooth record file raises :class:`ValueError` and leaves th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
 import time
 from collections.abc import Callable, Mapping
+from concurrent import futures as concurrent_futures
 from typing import Any
 
 import numpy as np
@@ -59,6 +61,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "RECORDS_FORMAT",
     "EvaluationResult",
+    "ShardRun",
+    "attack_shard",
     "data_fingerprint",
     "evaluate_attack",
     "model_fingerprint",
@@ -280,6 +284,7 @@ def _attack_batch(
     epsilons: Any,
     strategy: Any,
     size: int,
+    concurrent: bool = True,
 ) -> tuple[np.ndarray, ...]:
     """Attacks a batch, split evenly over the devices of ``strategy`` if given.
 
@@ -288,28 +293,48 @@ def _attack_batch(
     dropped from the results. One input shape means one trace of the attack's ``tf.function``
     (varying batch sizes would retrace it, and relaxed traces break some attack loops).
 
-    With a strategy, each replica's chunk runs under ``tf.device(replica device)``, one after
-    the other. (Calling the attack inside ``strategy.run`` traces its ``tf.function``
-    concurrently from the replica threads; dispatching per device is simple and exact.)
+    With a strategy, each replica's chunk runs under ``tf.device(replica device)`` from its own
+    Python thread (``concurrent``; TensorFlow releases the GIL while it executes ops, so the
+    replicas compute at the same time, with no host synchronization between them) and the
+    threads are joined; ``concurrent=False`` runs the chunks one after the other (used for the
+    first batch of a run, so the attack's ``tf.function`` is traced once, by one thread). The
+    chunks and their results are the same either way. (``strategy.run`` would trace the
+    attack's ``tf.function`` concurrently from the replica threads, and wants distributed
+    values; dispatching per device is simple and exact.)
     """
     n = images.shape[0]
     devices = [None] if strategy is None else list(strategy.extended.worker_devices)
     per_device = -(-max(size, n) // len(devices))
-    parts: list[tuple[np.ndarray, ...]] = []
+    jobs = []
     for number, device in enumerate(devices):
         start = number * per_device
         if start >= n:
             break
         chunk = slice(start, start + per_device)
-        x = tf.constant(_padded(images[chunk], per_device))
-        y = tf.constant(_padded(labels[chunk], per_device))
-        real = min(per_device, n - start)
-        if device is None:
-            outputs = _attack_chunk(model, attack, x, y, epsilons)
-        else:
-            with tf.device(device):
-                outputs = _attack_chunk(model, attack, x, y, epsilons)
-        parts.append(tuple(np.asarray(o)[:, :real] for o in outputs))
+        jobs.append(
+            (
+                device,
+                _padded(images[chunk], per_device),
+                _padded(labels[chunk], per_device),
+                min(per_device, n - start),
+            )
+        )
+
+    def run(job: tuple[Any, np.ndarray, np.ndarray, int]) -> tuple[np.ndarray, ...]:
+        device, x, y, real = job
+        with contextlib.ExitStack() as stack:
+            if device is not None:
+                stack.enter_context(tf.device(device))
+            outputs = _attack_chunk(model, attack, tf.constant(x), tf.constant(y), epsilons)
+            return tuple(np.asarray(o)[:, :real] for o in outputs)
+
+    if concurrent and len(jobs) > 1:
+        with concurrent_futures.ThreadPoolExecutor(
+            len(jobs), thread_name_prefix="tfsmooth-replica"
+        ) as pool:
+            parts = list(pool.map(run, jobs))
+    else:
+        parts = [run(job) for job in jobs]
     return tuple(np.concatenate([p[i] for p in parts], axis=1) for i in range(len(parts[0])))
 
 
@@ -355,7 +380,9 @@ def evaluate_attack(
             ``progress(done, total)`` called after each batch.
         strategy: optional ``tf.distribute.Strategy`` (e.g. ``MirroredStrategy``): each batch
             is split evenly over its replica devices (``strategy.extended.worker_devices``),
-            each chunk attacked on its device, and the results gathered in order.
+            the chunks attacked concurrently, each on its device from its own thread (the
+            first batch one chunk after the other, so the attack is traced once), and the
+            results gathered in order: the same results as without a strategy.
         attack_name: name for records and rows (default: the attack's class name).
         model_name: name for records and rows (default: the model's name).
         measure: optional ``measure(indices, clean, adversarial) -> {name: values}`` called once
@@ -387,6 +414,147 @@ def evaluate_attack(
         >>> result.n0, result.n, result.psuc
         (6, 6, 1.0)
     """
+    run = _run(
+        model,
+        attack,
+        images,
+        labels,
+        epsilons=epsilons,
+        batch_size=batch_size,
+        records_path=records_path,
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
+        strategy=strategy,
+        attack_name=attack_name,
+        model_name=model_name,
+        measure=measure,
+        shard=None,
+    )
+    return EvaluationResult.from_records(
+        list(run.store.records.values()),
+        n0=run.store.n_images,
+        model=run.model_name,
+        attack=run.attack_name,
+        records_path=None if records_path is None else str(records_path),
+    )
+
+
+@dataclasses.dataclass
+class ShardRun:
+    """What :func:`attack_shard` returns: one worker's share of a run, recorded.
+
+    Attributes:
+        store: the (closed) :class:`~tfsmooth.evaluation.records.RecordFile` of this worker:
+            its ``header`` (the run's header, that of the merged file too) and its
+            ``records`` (``{index: record}``, this worker's batches only).
+        model_name: the model's name in the records.
+        attack_name: the attack's name in the records.
+        clean_accuracy: accuracy of the model on all ``n0`` images (no attack).
+    """
+
+    store: RecordFile
+    model_name: str
+    attack_name: str
+    clean_accuracy: float
+
+
+def attack_shard(
+    model: Any,
+    attack: Attack,
+    images: Any,
+    labels: Any,
+    *,
+    shard: Any,
+    epsilons: Any = None,
+    batch_size: int = 100,
+    records_path: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: Any = None,
+    strategy: Any = None,
+    attack_name: str | None = None,
+    model_name: str | None = None,
+    measure: Measure | None = None,
+) -> ShardRun:
+    """One worker's share of :func:`evaluate_attack`: the fixed batches it owns, recorded.
+
+    Attacks, with exactly the protocol of :func:`evaluate_attack`, only the fixed batches ``b``
+    with ``shard.owns(b)`` (``b % shard.count == shard.index``) and records them in
+    ``records_path`` (resumable the same way). The records of all the workers together are the
+    records of :func:`evaluate_attack` on the same arguments (same batches, same header);
+    :func:`tfsmooth.evaluation.distributed.merge_worker_records` joins them.
+
+    Args:
+        model: as for :func:`evaluate_attack`, and so are the arguments not listed here.
+        attack: the attack.
+        images: float ``[N0, H, W, C]``, all the images of the run (not only this share).
+        labels: integer ``[N0]``.
+        shard: a :class:`~tfsmooth.evaluation.distributed.WorkerSpec` (or anything with
+            ``owns(batch) -> bool``).
+        progress: as for :func:`evaluate_attack`, counting this worker's images.
+
+    Returns:
+        :class:`ShardRun`.
+
+    Raises:
+        ValueError: as :func:`evaluate_attack`.
+        TypeError: as :func:`evaluate_attack`, or a ``shard`` without ``owns``.
+        RunLockedError: another run writes to ``records_path``.
+
+    Example:
+        >>> from tfsmooth.attacks import LinfFastGradientAttack
+        >>> from tfsmooth.evaluation.distributed import WorkerSpec
+        >>> net = tf.keras.Sequential([tf.keras.Input([4, 4, 1]), tf.keras.layers.Flatten(),
+        ...                            tf.keras.layers.Dense(3)])
+        >>> images = np.random.default_rng(0).uniform(size=[6, 4, 4, 1]).astype("float32")
+        >>> labels = np.argmax(net(images), axis=1)
+        >>> part = attack_shard(net, LinfFastGradientAttack(), images, labels,
+        ...                     shard=WorkerSpec(1, 2), epsilons=1.0, batch_size=2)
+        >>> sorted(part.store.records)  # batch 1 of the batches 0, 1, 2
+        [2, 3]
+    """
+    if not callable(getattr(shard, "owns", None)):
+        raise TypeError(f"`shard` must be a WorkerSpec, got {type(shard).__name__}")
+    return _run(
+        model,
+        attack,
+        images,
+        labels,
+        epsilons=epsilons,
+        batch_size=batch_size,
+        records_path=records_path,
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
+        strategy=strategy,
+        attack_name=attack_name,
+        model_name=model_name,
+        measure=measure,
+        shard=shard,
+    )
+
+
+def _run(
+    model: Any,
+    attack: Attack,
+    images: Any,
+    labels: Any,
+    *,
+    epsilons: Any,
+    batch_size: int,
+    records_path: str | os.PathLike[str] | None,
+    resume: bool,
+    overwrite: bool,
+    progress: Any,
+    strategy: Any,
+    attack_name: str | None,
+    model_name: str | None,
+    measure: Measure | None,
+    shard: Any,
+) -> ShardRun:
+    """The runner of :func:`evaluate_attack` and :func:`attack_shard` (all batches if no
+    ``shard``)."""
     if not isinstance(attack, Attack):
         raise TypeError(f"`attack` must be a tfsmooth.attacks.Attack, got {type(attack).__name__}")
     if not isinstance(resume, bool):
@@ -418,7 +586,9 @@ def evaluate_attack(
         "data_fingerprint": data_fingerprint(images_np, labels_np),
     }
     store = RecordFile(records_path, header, resume=resume, overwrite=overwrite)
-    report = _make_progress(progress, n0)
+    owned = [batch for batch in store.batches(batch_size) if shard is None or shard.owns(batch.id)]
+    report = _make_progress(progress, sum(batch.indices.size for batch in owned))
+    traced = False
     with store:
         if records_path is not None:
             logger.info(
@@ -431,6 +601,8 @@ def evaluate_attack(
         clean = model.predict(images_t, batch_size=batch_size).numpy()
         correct = clean == labels_np
         for batch in store.batches(batch_size):
+            if shard is not None and not shard.owns(batch.id):
+                continue
             if batch.missing.size:
                 new = _evaluate_batch(
                     model,
@@ -445,19 +617,20 @@ def evaluate_attack(
                     strategy,
                     min(batch_size, n0),
                     measure,
+                    concurrent=traced,
                 )
+                traced = True
                 for record in new:
                     record.update(model=model_name, attack=attack_name)
                 store.append(new, batch=batch.id)
             if report:
-                report(len(store.records))
+                report(sum(int(i) in store.records for b in owned for i in b.indices))
 
-    return EvaluationResult.from_records(
-        list(store.records.values()),
-        n0=n0,
-        model=model_name,
-        attack=attack_name,
-        records_path=None if records_path is None else str(records_path),
+    return ShardRun(
+        store=store,
+        model_name=model_name,
+        attack_name=attack_name,
+        clean_accuracy=float(np.mean(correct)),
     )
 
 
@@ -474,6 +647,8 @@ def _evaluate_batch(
     strategy: Any,
     size: int,
     measure: Measure | None = None,
+    *,
+    concurrent: bool = True,
 ) -> list[dict[str, Any]]:
     """Records for the images ``indices`` (all of one batch)."""
     started = time.perf_counter()
@@ -481,7 +656,7 @@ def _evaluate_batch(
     results: dict[int, dict[str, Any]] = {}
     if attacked.size:
         success, l2, linf, predicted, adversarials = _attack_batch(
-            model, attack, images[attacked], labels[attacked], eps, strategy, size
+            model, attack, images[attacked], labels[attacked], eps, strategy, size, concurrent
         )
         ok, distance, best = metrics.combine_multi_epsilon(success, l2, return_index=True)
         for j, index in enumerate(attacked):

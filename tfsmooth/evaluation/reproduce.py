@@ -15,10 +15,17 @@ the adversarially trained C4 (``"c4-adv"``, Table 2) over MNIST test images, and
 
 The folder is locked while the run writes to it, and earlier results in it are never replaced
 unless asked (``resume`` for the same run, ``overwrite``): see :class:`tfsmooth._io.OutputDir`.
+
+With ``workers`` (a :class:`~tfsmooth.evaluation.distributed.WorkerSpec`, from ``TF_CONFIG`` on
+the command line) the run is shared by several processes over one ``out_dir`` that they all
+see: each records its share in ``out_dir/workers/worker-<i>`` (its own locked folder) and the
+chief (worker 0) merges the records and writes everything above
+(:mod:`tfsmooth.evaluation.distributed`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pathlib
@@ -32,7 +39,9 @@ from tfsmooth._io import OutputDir
 from tfsmooth._version import __version__
 from tfsmooth.evaluation import presets as presets_lib
 from tfsmooth.evaluation import report as report_lib
-from tfsmooth.evaluation.protocol import EvaluationResult, evaluate_attack
+from tfsmooth.evaluation.distributed import WorkerSpec, worker_folder
+from tfsmooth.evaluation.driver import WhiteBox, record_file_name, run_white_box
+from tfsmooth.evaluation.protocol import EvaluationResult
 
 logger = logging.getLogger(__name__)
 
@@ -162,10 +171,6 @@ def _findings_table(findings: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
-def _file_name(model: str, attack: str) -> str:
-    return f"{model}__{attack.replace('&', '')}.jsonl"
-
-
 def reproduce_mnist(
     out_dir: str | os.PathLike[str],
     *,
@@ -181,6 +186,7 @@ def reproduce_mnist(
     overrides: dict[str, dict[str, Any]] | None = None,
     source: str = "auto",
     figures: bool = True,
+    workers: WorkerSpec | None = None,
 ) -> dict[str, Any]:
     """Runs the paper's MNIST experiments and writes results, report and figures to ``out_dir``.
 
@@ -205,10 +211,16 @@ def reproduce_mnist(
             arguments (e.g. ``{"C&W": {"steps": 10}}``), recorded in ``meta``.
         source: MNIST source for :func:`~tfsmooth.data.load_mnist`.
         figures: draw the PNG figures (needs matplotlib; skipped with a warning if missing).
+        workers: this process's :class:`~tfsmooth.evaluation.distributed.WorkerSpec` in a
+            multi-worker run (``None``: a single process). Every worker is given the same
+            arguments; each records its share of the batches in ``out_dir/workers/worker-<i>``
+            (continued when rerun with the same arguments), the chief (worker 0) waits for the
+            others and writes the results (the same as a single process's).
 
     Returns:
         A summary dict: ``rows`` (as in ``results.json``), ``meta``, ``table`` (markdown),
-        ``files`` (paths written) and ``seconds``.
+        ``files`` (paths written) and ``seconds``. A worker other than the chief returns no
+        rows, a ``table`` that says so, and its own record files in ``files``.
 
     Raises:
         ValueError: ``n < 1`` or larger than the data, unknown model or attack names, an
@@ -266,46 +278,57 @@ def reproduce_mnist(
         "overrides": overrides or {},
         "batch_size": batch_size,
     }
-    outputs = [f"records/{_file_name(m, a)}" for m in models for a in built]
+    outputs = [f"records/{record_file_name(m, a)}" for m in models for a in built]
     outputs += ["results.json", "results.csv", "report.md"]
     if figures:
         outputs += [f"oc_{m}.png" for m in models] + ["worst_cases.png"]
-    run_dir = OutputDir(
-        out_dir, run=run, outputs=outputs, subdirs=["records"], resume=resume, overwrite=overwrite
-    )
-    with run_dir:
-        out = run_dir.path
-        rows: list[dict[str, Any]] = []
-        results: dict[str, dict[str, EvaluationResult]] = {}
-        accuracy: dict[str, float] = {}
-        nets = {}
-        for model_name in models:
-            net = mnist_c4_model(MNIST_MODELS[model_name])
-            nets[model_name] = net
-            results[model_name] = {}
-            for attack_name, (attack, epsilons) in built.items():
-                report_fn: Any = progress
-                if callable(progress) and progress is not True:
-                    report_fn = _bind_progress(progress, model_name, attack_name)
-                logger.info("reproduce_mnist: %s on %s", attack_name, model_name)
-                result = evaluate_attack(
-                    net,
-                    attack,
-                    images,
-                    labels,
-                    epsilons=epsilons,
-                    batch_size=batch_size,
-                    records_path=out / "records" / _file_name(model_name, attack_name),
+    if workers is not None and not isinstance(workers, WorkerSpec):
+        raise TypeError(f"`workers` must be a WorkerSpec or None, got {type(workers).__name__}")
+    shared = workers if workers is not None and workers.distributed else None
+    with contextlib.ExitStack() as stack:
+        if shared is None or shared.chief:
+            out = stack.enter_context(
+                OutputDir(
+                    out_dir,
+                    run=run,
+                    outputs=outputs,
+                    subdirs=["records"],
                     resume=resume,
                     overwrite=overwrite,
-                    progress=report_fn,
-                    strategy=strategy,
-                    attack_name=attack_name,
-                    model_name=model_name,
                 )
-                results[model_name][attack_name] = result
-                accuracy[model_name] = result.clean_accuracy
-                rows.append(result.to_row())
+            ).path
+        else:
+            out = pathlib.Path(out_dir)
+        if shared is not None:
+            # The worker's own folder: the same run's records there are always continued
+            # (a rerun worker resumes); --overwrite alone starts them over.
+            stack.enter_context(
+                OutputDir(
+                    worker_folder(out, shared.index),
+                    run=run,
+                    outputs=[f"records/{record_file_name(m, a)}" for m in models for a in built],
+                    subdirs=["records"],
+                    resume=resume or not overwrite,
+                    overwrite=overwrite,
+                )
+            )
+        nets = {name: mnist_c4_model(MNIST_MODELS[name]) for name in models}
+        box = run_white_box(
+            out,
+            nets,
+            built,
+            images,
+            labels,
+            batch_size=batch_size,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            strategy=strategy,
+            workers=workers,
+        )
+        if shared is not None and not shared.chief:
+            return _worker_summary(shared, box, data.source, int(images.shape[0]), started)
+        rows, results, accuracy = box.rows, box.results, box.accuracy
 
         meta = {
             "experiment": "mnist",
@@ -331,8 +354,26 @@ def reproduce_mnist(
         return {"rows": rows, "meta": meta, "table": table, "files": files, "seconds": seconds}
 
 
-def _bind_progress(progress: Any, model: str, attack: str) -> Any:
-    return lambda done, total: progress(model, attack, done, total)
+def _worker_summary(
+    workers: WorkerSpec, box: WhiteBox, source: str, n_images: int, started: float
+) -> dict[str, Any]:
+    """The summary of a worker other than the chief (its share recorded, no results)."""
+    meta = {
+        "experiment": "mnist",
+        "data_source": source,
+        "n_test_images": int(n_images),
+        "clean_accuracy": box.accuracy,
+        "version": __version__,
+        "worker": workers.index,
+        "workers": workers.count,
+    }
+    table = (
+        f"{workers}: recorded its share of the batches (batch % {workers.count} == "
+        f"{workers.index}) of {len(box.worker_files)} run(s); worker 0 (the chief) merges the "
+        "records and writes the results."
+    )
+    seconds = time.perf_counter() - started
+    return {"rows": [], "meta": meta, "table": table, "files": box.worker_files, "seconds": seconds}
 
 
 def _figures(
