@@ -124,7 +124,8 @@ def test_smooth_l2_fgm_follows_eq12(setup):
 def test_smooth_pgd_defaults_and_smoother_required():
     attack = SmoothL2PGD(steps=3)
     assert attack.smoother is not None and attack.smoother.alpha == 0.95
-    assert attack.smoother.solver == "exact"
+    # the default solver scales with the batch (no dense inverse per image)
+    assert attack.smoother.solver == "auto" and attack.smoother.resolved_solver == "rb_chebyshev"
     own = Smoother(0.9, solver="exact")
     assert SmoothL2PGD(smoother=own).smoother is own
 
