@@ -13,7 +13,7 @@ def test_mnist_preset_carries_the_paper_settings():
     assert p["PGD2"].epsilons == (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
     cw = p["C&W"].kwargs
     assert (cw["confidence"], cw["learning_rate"], cw["initial_const"]) == (1.0, 0.1, 15.0)
-    assert p["sC&W"].smoother == {"alpha": 0.95, "solver": "exact", "kernel": "laplacian"}
+    assert p["sC&W"].smoother == {"alpha": 0.95, "solver": "auto", "kernel": "laplacian"}
     assert presets.IMAGENET.attacks["sC&W"].smoother["alpha"] == 0.997
     assert presets.IMAGENET.attacks["sC&W"].smoother["max_iter"] == 50
     assert presets.IMAGENET.attacks["FGSM"].epsilons == 0.1255

@@ -19,6 +19,15 @@ i.e. the backward pass is one more solve with the same operator. :class:`BoundSm
 implements it with ``tf.custom_gradient`` so that nothing is differentiated through the solver's
 iterations: memory does not grow with their number.
 
+The iterative solvers are *deflated by the constants*: with :math:`m` the mean of a channel of
+:math:`z` and :math:`s(\mathbf{1})` solved once per bind to :data:`ONES_TOL`,
+:math:`L_\alpha^{-1} z = m\, s(\mathbf{1}) + L_\alpha^{-1}(z - m\mathbf{1})`, so only
+:math:`z - m\mathbf{1}` is solved iteratively. With :math:`P` the solver's map, the computed
+smoother is :math:`F = \mathcal{M} + D^{-1} P (I - \mathcal{M})` (:math:`\mathcal{M}` the mean
+projection, :math:`D = \operatorname{diag}(s(\mathbf{1}))`): it maps constants to themselves
+exactly whatever ``tol``, and the backward pass is its adjoint :math:`F^\top = \mathcal{M} +
+(I - \mathcal{M}) P D^{-1}` (exact for a cold Chebyshev solve, whose :math:`P` is symmetric).
+
 Solvers (``Smoother(solver=...)``, all with the same meaning of ``tol``: relative residual of the
 full system): ``"cg"`` on :math:`L_\alpha`; on the 4-neighbour grid, which is bipartite,
 ``"rb_cg"`` and ``"rb_chebyshev"`` solve the red-black reduced system
@@ -424,10 +433,17 @@ class BoundSmoother:
         in_dtype = z.dtype
         channels = tf.shape(z)[3]
         ones_response = self.ones_response
+        systems = self.to_systems(tf.cast(z, self.dtype))
+        deflate = self._inverse is None
+        # Deflation by the constants: with m the mean of each system, L^-1 z = m s(1) +
+        # L^-1 (z - m 1), and s(1) is solved to ONES_TOL, so only z - m 1 goes through the
+        # iterative solver: constants are preserved exactly whatever `tol`, and the error of the
+        # solve scales with the non-constant part of z only.
+        mean = tf.reduce_mean(systems, axis=1, keepdims=True) if deflate else None
         start = None
         if x0 is not None:
-            guess = tf.cast(self._check_signal(x0, "x0"), self.dtype)
-            start = self.to_systems(guess) * ones_response
+            guess = self.to_systems(tf.cast(self._check_signal(x0, "x0"), self.dtype))
+            start = (guess - mean) * ones_response if deflate else guess * ones_response
         grad_start = None
         if grad_x0 is not None:
             grad_start = self.to_systems(
@@ -437,15 +453,34 @@ class BoundSmoother:
 
         @tf.custom_gradient
         def _smooth(systems: tf.Tensor) -> tuple[tf.Tensor, Any]:
-            forward = self.solve_systems(systems, start)
-            stats.append(forward)
+            if not deflate:
+                forward = self.solve_systems(systems, start)
+                stats.append(forward)
 
-            def grad(upstream: tf.Tensor) -> tf.Tensor:
-                return self.solve_systems(upstream / ones_response, grad_start).x
+                def grad(upstream: tf.Tensor) -> tf.Tensor:
+                    return self.solve_systems(upstream / ones_response, grad_start).x
 
-            return forward.x / ones_response, grad
+                return forward.x / ones_response, grad
 
-        systems = self.to_systems(tf.cast(z, self.dtype))
+            # The forward map is F = M + D^-1 P (I - M), with M the mean projection, D =
+            # diag(s(1)) and P the solver's map; its adjoint F^T = M + (I - M) P D^-1 is the
+            # backward pass (P is symmetric for a cold Chebyshev solve, so the gradient is exact).
+            centred = systems - mean
+            forward = self.solve_systems(centred, start)
+            norm = tf.norm(systems, axis=1)
+            scale = tf.math.divide_no_nan(tf.norm(centred, axis=1), norm)  # [G, C']
+            stats.append(forward._replace(residual_norm=forward.residual_norm * scale))
+
+            def grad_deflated(upstream: tf.Tensor) -> tf.Tensor:
+                solved = self.solve_systems(upstream / ones_response, grad_start).x
+                return (
+                    solved
+                    - tf.reduce_mean(solved, axis=1, keepdims=True)
+                    + tf.reduce_mean(upstream, axis=1, keepdims=True)
+                )
+
+            return mean + forward.x / ones_response, grad_deflated
+
         out = tf.cast(self.from_systems(_smooth(systems), channels), in_dtype)
         return SmoothResult(out, stats[0].iterations, stats[0].residual_norm)
 
