@@ -137,3 +137,23 @@ def test_bad_hooks_are_refused(tmp_path):
         )
     assert not (tmp_path / "r.jsonl").exists()
 
+
+
+def test_no_extra_forward_pass_for_the_adversarial_labels():
+    """The labels of the adversarials come from the attack's own forward pass: the eager calls
+    of the model do not grow with the number of epsilons."""
+    images, labels = one_pixel_data()
+    calls = []
+
+    def model(x):
+        calls.append(int(x.shape[0]))
+        return threshold_model(x)
+
+    attack = LinfFastGradientAttack()
+    counts = []
+    for eps in (0.3, [0.1, 0.2, 0.3], [0.1, 0.2, 0.3]):
+        calls.clear()
+        result = evaluate_attack(model, attack, images, labels, epsilons=eps, batch_size=3)
+        counts.append(len(calls))
+    assert counts[1] == counts[2] <= counts[0]  # no call per epsilon and batch
+    assert result.adv_label.tolist() == [1, 1, 0, 0, 1, 1, 1]

@@ -266,8 +266,12 @@ def _attack_chunk(
     delta = tf.reshape(adversarials - images[None], [len(clipped), tf.shape(images)[0], -1])
     l2 = tf.norm(delta, axis=-1)
     linf = tf.reduce_max(tf.abs(delta), axis=-1)
-    predicted = tf.stack([tf.argmax(model(a), axis=-1) for a in clipped], axis=0)
-    return tf.cast(result.success, tf.bool), l2, linf, predicted, adversarials
+    # the attack's own predictions (the forward pass that decided `success`); an attack of
+    # another package may not give them: one forward pass per epsilon then
+    predicted = getattr(result, "predicted", None)
+    if predicted is None:
+        predicted = tf.stack([tf.argmax(model(a), axis=-1) for a in clipped], axis=0)
+    return tf.cast(result.success, tf.bool), l2, linf, tf.cast(predicted, tf.int64), adversarials
 
 
 def _padded(array: np.ndarray, size: int) -> np.ndarray:
