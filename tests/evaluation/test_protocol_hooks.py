@@ -37,7 +37,9 @@ def _run(path, calls, **kwargs):
 
 
 def _by_index(path):
-    return {r["index"]: {k: v for k, v in r.items() if k != "seconds"} for r in read_records(path)[1]}
+    return {
+        r["index"]: {k: v for k, v in r.items() if k != "seconds"} for r in read_records(path)[1]
+    }
 
 
 def _drop(path, indices):
@@ -136,7 +138,6 @@ def test_bad_hooks_are_refused(tmp_path):
             **run,
         )
     assert not (tmp_path / "r.jsonl").exists()
-
 
 
 def test_no_extra_forward_pass_for_the_adversarial_labels():
