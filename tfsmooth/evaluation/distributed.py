@@ -299,8 +299,8 @@ def select_devices(devices: Any) -> DeviceSelection:
         chosen = ("/device:CPU:0",)
         return DeviceSelection(chosen, _mirrored(chosen), "the CPU only (GPUs left unused)")
     if spec == "all" or isinstance(spec, int):
-        wanted = len(gpus) if spec == "all" else spec
-        if isinstance(spec, int) and spec > len(gpus):
+        wanted = spec if isinstance(spec, int) else len(gpus)
+        if wanted > len(gpus):
             visible = ", ".join(gpus) if gpus else "none"
             raise ValueError(
                 f"--devices {spec}: {spec} GPUs requested, {len(gpus)} visible ({visible}); "
