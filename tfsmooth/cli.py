@@ -24,7 +24,8 @@ QUICK_MNIST_IMAGES = 100
 
 DEVICES_HELP = (
     "split each batch over several devices, attacked at the same time (tf.distribute."
-    "MirroredStrategy; same results): 'all' (every visible GPU), N (the first N GPUs), 'cpu', "
+    "MirroredStrategy; the same results, but C&W's early abort is decided per device's chunk): "
+    "'all' (every visible GPU), N (the first N GPUs), 'cpu', "
     "or device names such as GPU:0,GPU:2; with one device or no GPU, no strategy. Default: "
     "TensorFlow's own placement (one device)"
 )
