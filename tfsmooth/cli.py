@@ -22,6 +22,14 @@ EXIT_USAGE = 2
 #: Test images of ``reproduce mnist --quick`` when ``--n`` is not given.
 QUICK_MNIST_IMAGES = 100
 
+DEVICES_HELP = (
+    "split each batch over several devices, attacked at the same time (tf.distribute."
+    "MirroredStrategy; the same results, but C&W's early abort is decided per device's chunk): "
+    "'all' (every visible GPU), N (the first N GPUs), 'cpu', "
+    "or device names such as GPU:0,GPU:2; with one device or no GPU, no strategy. Default: "
+    "TensorFlow's own placement (one device)"
+)
+
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tfsmooth.demo import run_smoothing_demo
@@ -129,6 +137,24 @@ def _check_batch_size(value: int) -> int:
     return value
 
 
+class _UsageError(ValueError):
+    """A bad command-line value found after parsing: exit status 2, as argparse's own."""
+
+
+def _strategy(args: argparse.Namespace) -> object:
+    """The ``tf.distribute`` strategy of ``--devices`` (``None`` without it); says what it uses."""
+    if args.devices is None:
+        return None
+    from tfsmooth.evaluation.distributed import select_devices
+
+    try:
+        selection = select_devices(args.devices)
+    except (ValueError, TypeError) as err:
+        raise _UsageError(str(err)) from err
+    print(f"devices: {selection.description}")
+    return selection.strategy
+
+
 def _workers_from_tf_config() -> object:
     """This process's place in a multi-worker job, from ``$TF_CONFIG`` (``None`` if unset).
 
@@ -162,6 +188,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             overrides=overrides or None,
             source=args.source,
             workers=_workers_from_tf_config(),  # type: ignore[arg-type]
+            strategy=_strategy(args),
         )
     else:
         from tfsmooth.evaluation.reproduce_imagenet import reproduce_imagenet
@@ -189,6 +216,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             defense=args.defense,
             transfer=args.transfer,
             cache_dir=args.cache_dir or os.environ.get("TFSMOOTH_CACHE_DIR"),
+            strategy=_strategy(args),
         )
     meta = summary["meta"]
     accuracy = ", ".join(f"{m} {a:.4f}" for m, a in meta["clean_accuracy"].items())
@@ -232,6 +260,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         cache_dir=args.cache_dir or os.environ.get("TFSMOOTH_CACHE_DIR"),
         preset=args.preset,
+        strategy=_strategy(args),
     )
     row = summary["row"]
     meta = summary["meta"]
@@ -336,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--attacks", nargs="+", default=None, help="subset of the attacks")
         sub.add_argument("--no-progress", action="store_true", help="no progress bars")
+        sub.add_argument("--devices", default=None, metavar="DEVICES", help=DEVICES_HELP)
         sub.add_argument(
             "--override",
             action="append",
@@ -459,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     attack.add_argument("--cache-dir", default=None, help="TF-Hub cache ($TFHUB_CACHE_DIR)")
     attack.add_argument("--no-progress", action="store_true", help="no progress bar")
+    attack.add_argument("--devices", default=None, metavar="DEVICES", help=DEVICES_HELP)
     attack.set_defaults(handler=_cmd_attack)
 
     mag = commands.add_parser(
@@ -498,6 +529,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.handler(args))
+    except _UsageError as err:
+        print(f"tfsmooth {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except (ValueError, TypeError, OSError, ImportError) as err:
         print(f"tfsmooth {args.command}: error: {err}", file=sys.stderr)
         return 1

@@ -22,6 +22,13 @@ from tfsmooth.evaluation.records import RECORDS_FORMAT, RecordFile, read_records
 
 
 # -- WorkerSpec / TF_CONFIG ----------------------------------------------------------------------
+def test_worker_spec_is_exported():
+    import tfsmooth.evaluation
+
+    assert tfsmooth.evaluation.WorkerSpec is WorkerSpec
+    assert "WorkerSpec" in tfsmooth.evaluation.__all__
+
+
 def test_worker_spec_from_tf_config():
     cluster = {"worker": ["a:1", "b:1", "c:1"]}
     spec = WorkerSpec.from_tf_config({"cluster": cluster, "task": {"type": "worker", "index": 2}})

@@ -17,7 +17,9 @@ The result :class:`AttackResult` follows foolbox's convention: for a list of eps
 and ``clipped`` are lists of ``K`` tensors; for a single epsilon (or ``None``) they are single
 tensors. ``success`` is always a bool tensor ``[K, batch]`` (``K = 1`` for a single epsilon or
 ``None``): ``success[k, i]`` says that ``clipped[k][i]`` is adversarial, and ``clipped[k]`` lies
-within ``epsilons[k]`` of the clean image (and inside the bounds).
+within ``epsilons[k]`` of the clean image (and inside the bounds). Its attribute ``predicted``
+(int64 ``[K, batch]``, not a tuple field) holds the model's predictions on ``clipped[k]``, from
+the same forward pass as ``success``.
 
 Two families (paper §2.1):
 
@@ -71,19 +73,39 @@ __all__ = [
 _CACHE_SIZE = 8
 
 
-class AttackResult(NamedTuple):
-    """What an attack returns.
+class _AttackOutputs(NamedTuple):
+    raw: Any
+    clipped: Any
+    success: tf.Tensor
+
+
+class AttackResult(_AttackOutputs):
+    """What an attack returns: the named tuple ``(raw, clipped, success)``.
 
     Attributes:
         raw: the attack's output before the epsilon projection: one tensor ``[N, H, W, C]`` for
             a single epsilon (or ``None``), else a list of ``K`` such tensors.
         clipped: ``raw`` projected onto each epsilon ball (same structure).
         success: bool ``[K, N]``: whether ``clipped[k][i]`` is adversarial.
+        predicted: int64 ``[K, N]``: the model's prediction on ``clipped[k][i]`` (from the
+            logits ``success`` was decided on), or ``None`` where the attack did not give it.
+            Not a tuple field: ``raw, clipped, success = result`` unpacks as before.
+
+    Example:
+        >>> result = AttackResult(tf.zeros([1, 1, 1, 1]), tf.zeros([1, 1, 1, 1]),
+        ...                       tf.constant([[True]]), predicted=tf.constant([[3]], tf.int64))
+        >>> len(result), result.predicted.numpy().tolist()
+        (3, [[3]])
     """
 
-    raw: Any
-    clipped: Any
-    success: tf.Tensor
+    predicted: tf.Tensor | None = None
+
+    def __new__(
+        cls, raw: Any, clipped: Any, success: tf.Tensor, predicted: tf.Tensor | None = None
+    ) -> AttackResult:
+        result = super().__new__(cls, raw, clipped, success)
+        result.predicted = predicted
+        return result
 
 
 def as_model(model: Any) -> Model:
@@ -348,10 +370,13 @@ class Attack(abc.ABC):
                 self._forwards.pop(next(iter(self._forwards)))
         return entry[1]
 
-    def _success(self, model: Model, criterion: Criterion, images: tf.Tensor) -> tf.Tensor:
-        if tf.executing_eagerly():
-            return criterion.is_adversarial(self._forward(model)(images))
-        return criterion.is_adversarial(model(images))
+    def _judge(
+        self, model: Model, criterion: Criterion, images: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Whether ``images`` are adversarial, and the model's predictions on them (one forward
+        pass for both)."""
+        logits = self._forward(model)(images) if tf.executing_eagerly() else model(images)
+        return criterion.is_adversarial(logits), tf.argmax(logits, axis=-1)
 
 
 class FixedEpsilonAttack(Attack):
@@ -376,17 +401,20 @@ class FixedEpsilonAttack(Attack):
         """
         eps_list, listed = _epsilon_list(epsilons, allow_none=False)
         model, images, criterion, in_dtype = self._prepare(model, images, criterion)
-        outputs, successes = [], []
+        outputs, successes, labels = [], [], []
         for epsilon, adversarial in zip(
             eps_list, self._run_many(model, images, criterion, eps_list)
         ):
             clipped = self._finish(model, images, adversarial, epsilon)
             outputs.append(tf.cast(clipped, in_dtype))
-            successes.append(self._success(model, criterion, tf.cast(outputs[-1], images.dtype)))
+            fooled, predicted = self._judge(model, criterion, tf.cast(outputs[-1], images.dtype))
+            successes.append(fooled)
+            labels.append(predicted)
         success = tf.stack(successes, axis=0)
+        predicted = tf.stack(labels, axis=0)
         if listed:
-            return AttackResult(list(outputs), list(outputs), success)
-        return AttackResult(outputs[0], outputs[0], success)
+            return AttackResult(list(outputs), list(outputs), success, predicted)
+        return AttackResult(outputs[0], outputs[0], success, predicted)
 
     def run(self, model: Any, images: Any, criterion: Any, *, epsilon: Any = None) -> tf.Tensor:
         """Adversarial images within ``epsilon``, ``[N, H, W, C]`` (validated inputs)."""
@@ -445,7 +473,7 @@ class MinimizationAttack(Attack):
         model, images, criterion, in_dtype = self._prepare(model, images, criterion)
         found = self._run(model, images, criterion)
         adversarial = tf.cast(found, in_dtype)
-        clipped_list, successes = [], []
+        clipped_list, successes, labels = [], [], []
         for epsilon in eps_list:
             if epsilon is None:
                 clipped = adversarial
@@ -455,11 +483,14 @@ class MinimizationAttack(Attack):
                     self._quantize(model, images, clipped, toward_zero=True), in_dtype
                 )
             clipped_list.append(clipped)
-            successes.append(self._success(model, criterion, tf.cast(clipped, images.dtype)))
+            fooled, predicted = self._judge(model, criterion, tf.cast(clipped, images.dtype))
+            successes.append(fooled)
+            labels.append(predicted)
         success = tf.stack(successes, axis=0)
+        predicted = tf.stack(labels, axis=0)
         if listed:
-            return AttackResult([adversarial] * len(eps_list), clipped_list, success)
-        return AttackResult(adversarial, clipped_list[0], success)
+            return AttackResult([adversarial] * len(eps_list), clipped_list, success, predicted)
+        return AttackResult(adversarial, clipped_list[0], success, predicted)
 
     def run(self, model: Any, images: Any, criterion: Any, **kwargs: Any) -> tf.Tensor:
         """The least distorted adversarial per image (validated inputs), ``[N, H, W, C]``."""

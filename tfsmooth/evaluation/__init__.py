@@ -8,8 +8,12 @@
 - :mod:`~tfsmooth.evaluation.presets`: the paper's settings and Tables 1–2.
 - :mod:`~tfsmooth.evaluation.report`: ``results.json``, CSV and markdown tables.
 - :mod:`~tfsmooth.evaluation.reproduce`: :func:`reproduce_mnist`.
+- :mod:`~tfsmooth.evaluation.distributed`: :class:`WorkerSpec` (one process of a multi-worker
+  run, from ``TF_CONFIG``) and :func:`~tfsmooth.evaluation.distributed.select_devices`
+  (``--devices``: the ``MirroredStrategy`` of one process).
 """
 
+from tfsmooth.evaluation.distributed import WorkerSpec
 from tfsmooth.evaluation.metrics import (
     combine_multi_epsilon,
     conditional_mean_distortion,
@@ -60,6 +64,7 @@ __all__ = [
     "EvaluationResult",
     "Preset",
     "TransferResult",
+    "WorkerSpec",
     "build_attacks",
     "combine_multi_epsilon",
     "conditional_mean_distortion",

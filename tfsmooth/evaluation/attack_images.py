@@ -13,28 +13,21 @@ import logging
 import os
 import pathlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from tfsmooth import _validation as v
 from tfsmooth._io import OutputDir, save_png
 from tfsmooth._version import __version__
-from tfsmooth.attacks.base import Attack
 from tfsmooth.data.folder import load_labels_csv
-from tfsmooth.evaluation import metrics
 from tfsmooth.evaluation import presets as presets_lib
 from tfsmooth.evaluation import report as report_lib
 from tfsmooth.evaluation.driver import safe_name
 from tfsmooth.evaluation.presets import apply_overrides
-from tfsmooth.evaluation.protocol import EvaluationResult, _json_float, _make_progress
-from tfsmooth.evaluation.records import (
-    RECORDS_FORMAT,
-    RecordFile,
-    data_fingerprint,
-    model_fingerprint,
-)
+from tfsmooth.evaluation.protocol import Annotate, evaluate_attack
+from tfsmooth.evaluation.records import read_records
 from tfsmooth.models.base import Model
 from tfsmooth.models.loading import load_imagenet_model
 
@@ -91,6 +84,7 @@ def attack_images(
     progress: Any = False,
     cache_dir: str | os.PathLike[str] | None = None,
     preset: str | presets_lib.Preset | None = None,
+    strategy: Any = None,
 ) -> dict[str, Any]:
     """Attacks a folder of images with one attack of a preset; writes PNGs and records.
 
@@ -134,6 +128,9 @@ def attack_images(
             and adversarials counted only if they survive rounding to 8 bits, so every PNG
             written is adversarial; ``"imagenet"``: the paper's settings). With a preset that
             rounds (``quantize_bits``), the clean images are rounded to that grid first.
+        strategy: optional ``tf.distribute.Strategy`` (e.g. ``MirroredStrategy``): each batch
+            is split over its devices (as :func:`~tfsmooth.evaluation.evaluate_attack`), the
+            same results as without.
 
     Returns:
         A summary dict: ``row`` (model, attack, n, n_success, psuc, mean_l2, seconds, ...),
@@ -240,21 +237,7 @@ def attack_images(
         labels_source = "given"
 
     attack_obj, eps = attack_preset.build()
-    eps_list = eps if isinstance(eps, list) else [eps]
     stems = _output_stems(file_names)
-    header = {
-        "format": RECORDS_FORMAT,
-        "model": model_name,
-        "model_fingerprint": model_fingerprint(net),
-        "attack": attack_name,
-        "attack_config": repr(attack_obj),
-        "epsilons": eps,
-        "batch_size": batch_size,
-        "n_images": int(n0),
-        "data_fingerprint": data_fingerprint(images, labels_np),
-        "files": file_names,
-        "labels": labels_source,
-    }
     run = {
         "experiment": "attack",
         "model": model_name,
@@ -282,64 +265,28 @@ def attack_images(
     with run_dir:
         out = run_dir.path
         records_path = out / "records.jsonl"
-        store = RecordFile(
-            records_path, header, identity=list(header), resume=resume, overwrite=overwrite
+        result = evaluate_attack(
+            net,
+            attack_obj,
+            images,
+            labels_np,
+            epsilons=eps,
+            batch_size=batch_size,
+            records_path=records_path,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            strategy=strategy,
+            attack_name=attack_name,
+            model_name=model_name,
+            header={"files": file_names, "labels": labels_source},
+            annotate=_png_writer(net, out, stems, file_names, min(batch_size, n0)),
+            keep=lambda record: _pngs_exist(out, record),
         )
-        with store:
-            lost = [
-                index
-                for index, record in store.records.items()
-                if any(
-                    record.get(k) is not None and not (out / record[k]).is_file()
-                    for k in ("adversarial", "perturbation")
-                )
-            ]
-            if lost:
-                logger.warning(
-                    "%s: the PNGs of %d recorded image(s) are missing: attacking them again",
-                    records_path,
-                    len(lost),
-                )
-                store.discard(lost)
-            report = _make_progress(progress, n0)
-            # fixed batches, every attack call padded to the same size: one trace of the
-            # compiled attack loop, and a resumed run attacks the same batches as an
-            # uninterrupted one (C&W decides its early abort per batch)
-            size_b = min(batch_size, n0)
-            for batch in store.batches(batch_size):
-                if batch.missing.size:
-                    batch_started = time.perf_counter()
-                    new = _attack_files(
-                        net,
-                        attack_obj,
-                        images,
-                        labels_np,
-                        batch.indices,
-                        batch.missing,
-                        size_b,
-                        eps,
-                        eps_list,
-                        out,
-                        stems,
-                    )
-                    seconds = (time.perf_counter() - batch_started) / batch.indices.size
-                    for record in new:
-                        record.update(
-                            model=model_name,
-                            attack=attack_name,
-                            seconds=seconds,
-                            file=file_names[record["index"]],
-                        )
-                    store.append(new, batch=batch.id)
-                if report:
-                    report(len(store.records))
-        records = store.records
-
-        result = EvaluationResult.from_records(
-            list(records.values()), n0=n0, model=model_name, attack=attack_name
-        )
+        _, on_disk, _ = read_records(records_path)
+        by_index = {int(r["index"]): r for r in on_disk}
+        ordered = [by_index[i] for i in range(n0)]
         row = result.to_row()
-        ordered = [records[i] for i in range(n0)]
         row["png_success"] = int(sum(bool(r.get("png_success")) for r in ordered))
         meta = {
             "experiment": "attack",
@@ -369,84 +316,48 @@ def attack_images(
     }
 
 
-def _attack_files(
-    net: Model,
-    attack: Attack,
-    images: np.ndarray,
-    labels: np.ndarray,
-    idx: np.ndarray,
-    write: np.ndarray,
-    size: int,
-    eps: Any,
-    eps_list: list[Any],
-    out: pathlib.Path,
-    stems: list[str],
-) -> list[dict[str, Any]]:
-    """Attacks the images ``idx`` (a whole batch, padded to ``size``), returns their records.
+def _pngs_exist(out: pathlib.Path, record: Mapping[str, Any]) -> bool:
+    """Whether the PNGs a record names are there (a resumed run attacks the others again)."""
+    return all(
+        record.get(key) is None or (out / record[key]).is_file()
+        for key in ("adversarial", "perturbation")
+    )
 
-    The PNGs are written for the images of ``write`` only (those without a record yet): the
-    images already recorded keep their files.
+
+def _png_writer(
+    net: Model, out: pathlib.Path, stems: list[str], file_names: list[str], size: int
+) -> Annotate:
+    """The ``annotate`` hook of :func:`evaluate_attack` that makes ``tfsmooth attack``'s records.
+
+    For the new records of a batch (the images not recorded yet): writes the adversarial and
+    perturbation PNGs of each success and adds ``file``, ``png_success`` (the adversarial
+    rounded to 8 bits still fools the model), ``adversarial`` and ``perturbation`` (the PNGs'
+    paths in ``out``, ``None`` where no success).
     """
-    clean = net.predict(images[idx], size).numpy()
-    correct = clean == labels[idx]
-    records = []
-    attacked = idx[correct]
-    chosen: dict[int, dict[str, Any]] = {}
-    if attacked.size:
-        pad = np.concatenate([attacked, np.repeat(attacked[-1:], max(size - attacked.size, 0))])
-        x = tf.constant(images[pad])
-        y = tf.constant(labels[pad])
-        result = attack(net, x, y, epsilons=eps)
-        clipped = result.clipped if isinstance(result.clipped, list) else [result.clipped]
-        adversarials = np.stack([np.asarray(c) for c in clipped])[:, : attacked.size]
-        delta = adversarials - images[attacked][None]
-        flat = delta.reshape(len(clipped), attacked.size, -1)
-        l2 = np.linalg.norm(flat, axis=-1)
-        linf = np.abs(flat).max(axis=-1)
-        success = np.asarray(result.success)[:, : attacked.size]
-        ok, distance, best = metrics.combine_multi_epsilon(success, l2, return_index=True)
-        k_of = np.where(ok, best, len(eps_list) - 1)
-        chosen_adv = adversarials[k_of, np.arange(attacked.size)]
-        adv_label = net.predict(chosen_adv, size).numpy()
-        quantized = np.round(chosen_adv * 255.0) / 255.0
-        png_label = net.predict(quantized.astype(np.float32), size).numpy()
-        wanted = {int(i) for i in write}
-        for j, index in enumerate(attacked):
-            index = int(index)
-            k = int(k_of[j])
-            record: dict[str, Any] = {
-                "success": bool(ok[j]),
-                "l2": _json_float(distance[j]) if ok[j] else None,
-                "linf": _json_float(linf[k, j]) if ok[j] else None,
-                "best_epsilon": None if (not ok[j] or eps_list[k] is None) else float(eps_list[k]),
-                "adv_label": int(adv_label[j]),
-                "png_success": bool(png_label[j] != labels[index]) if ok[j] else False,
-                "adversarial": None,
-                "perturbation": None,
-            }
-            if ok[j] and index in wanted:
+
+    def annotate(records: list[dict[str, Any]], clean: np.ndarray, adversarial: np.ndarray) -> None:
+        fooled = [j for j, record in enumerate(records) if record["success"]]
+        png_label = np.zeros([len(records)], np.int64)
+        if fooled:
+            quantized = np.round(adversarial[fooled] * 255.0) / 255.0
+            png_label[fooled] = net.predict(quantized.astype(np.float32), size).numpy()
+        for j, record in enumerate(records):
+            index = int(record["index"])
+            record.update(
+                file=file_names[index],
+                png_success=False,
+                adversarial=None,
+                perturbation=None,
+            )
+            if record["success"]:
                 adv_file = f"adversarial/{stems[index]}.png"
                 pert_file = f"perturbation/{stems[index]}.png"
-                save_png(chosen_adv[j], out / adv_file)
-                save_png(_display_perturbation(delta[k, j]), out / pert_file)
-                record.update(adversarial=adv_file, perturbation=pert_file)
-            chosen[index] = record
-    for j, index in enumerate(idx):
-        index = int(index)
-        record = {
-            "index": index,
-            "label": int(labels[index]),
-            "correct": bool(correct[j]),
-            "clean_label": int(clean[j]),
-            "success": False,
-            "l2": None,
-            "linf": None,
-            "best_epsilon": None,
-            "adv_label": int(clean[j]),
-            "png_success": False,
-            "adversarial": None,
-            "perturbation": None,
-        }
-        record.update(chosen.get(index, {}))
-        records.append(record)
-    return records
+                save_png(adversarial[j], out / adv_file)
+                save_png(_display_perturbation(adversarial[j] - clean[j]), out / pert_file)
+                record.update(
+                    png_success=bool(png_label[j] != record["label"]),
+                    adversarial=adv_file,
+                    perturbation=pert_file,
+                )
+
+    return annotate

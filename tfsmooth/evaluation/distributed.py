@@ -20,6 +20,11 @@ The cluster is described as TensorFlow users expect, by ``TF_CONFIG``
 (``{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": i}}``); the
 library never reads the environment: the command line parses ``$TF_CONFIG`` with
 :meth:`WorkerSpec.from_tf_config` and passes the :class:`WorkerSpec` on.
+
+Within one process, :func:`select_devices` turns a ``--devices`` value (``all``, ``N``,
+``cpu``, device names) into the ``tf.distribute.MirroredStrategy`` whose devices
+:func:`~tfsmooth.evaluation.protocol.evaluate_attack` splits each batch over (or no strategy
+where there is one device).
 """
 
 from __future__ import annotations
@@ -37,7 +42,15 @@ from tfsmooth.evaluation.records import RecordFile, read_records
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["WorkerSpec", "WorkerTimeoutError", "merge_worker_records", "worker_folder"]
+__all__ = [
+    "DeviceSelection",
+    "WorkerSpec",
+    "WorkerTimeoutError",
+    "merge_worker_records",
+    "parse_devices",
+    "select_devices",
+    "worker_folder",
+]
 
 #: Sub-folder of ``<out>`` holding the workers' own folders.
 WORKERS_DIR = "workers"
@@ -175,6 +188,160 @@ class WorkerSpec:
             f"TF_CONFIG `task` {{'type': {task_type!r}, 'index': {index}}} is not in the cluster "
             f"({', '.join(f'{k}:{i}' for k, i, _ in tasks)})"
         )
+
+
+# -- replicas: the devices of one process ----------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class DeviceSelection:
+    """What :func:`select_devices` chose.
+
+    Attributes:
+        devices: the replica devices (``"/device:GPU:0"``, ...); one device or none means no
+            strategy.
+        strategy: a ``tf.distribute.MirroredStrategy`` over ``devices``, or ``None`` (one
+            device: TensorFlow's own placement, a GPU if there is one).
+        description: what the run uses, in words (for the command line to print).
+    """
+
+    devices: tuple[str, ...]
+    strategy: Any
+    description: str
+
+
+_DEVICE_FORMS = (
+    "'all' (every visible GPU), a number N >= 1 (the first N GPUs), 'cpu', or device names "
+    "separated by commas (e.g. 'GPU:0,GPU:1')"
+)
+
+
+def parse_devices(devices: Any) -> str | int | tuple[str, ...]:
+    """Checks a ``--devices`` value without looking at the machine.
+
+    Args:
+        devices: ``"all"``, ``"cpu"``, a number ``N >= 1`` (int or digits), or device names
+            separated by commas (``"GPU:0,GPU:1"``, ``"/cpu:0,/cpu:1"``; a list of them too).
+
+    Returns:
+        ``"all"``, ``"cpu"``, ``N``, or the device names as ``("/device:GPU:0", ...)``.
+
+    Raises:
+        ValueError: anything else (an empty value, ``0``, a name that is not ``TYPE:INDEX``
+            with TYPE CPU or GPU, a device named twice).
+        TypeError: not a string, an integer or a list of strings.
+
+    Example:
+        >>> parse_devices("all"), parse_devices("2"), parse_devices("gpu:0, /GPU:1")
+        ('all', 2, ('/device:GPU:0', '/device:GPU:1'))
+        >>> parse_devices("0")
+        Traceback (most recent call last):
+        ...
+        ValueError: --devices must be at least 1 device, got 0
+    """
+    if isinstance(devices, bool) or not isinstance(devices, (str, int, list, tuple)):
+        raise TypeError(f"--devices must be a string, got {type(devices).__name__}")
+    if isinstance(devices, int):
+        if devices < 1:
+            raise ValueError(f"--devices must be at least 1 device, got {devices}")
+        return devices
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text.lower() in ("all", "cpu"):
+            return text.lower()
+        if text.isdigit():
+            return parse_devices(int(text))
+        names = [part.strip() for part in text.split(",")]
+    else:
+        if not all(isinstance(name, str) for name in devices):
+            raise TypeError(f"--devices must be device names, got {devices!r}")
+        names = [name.strip() for name in devices]
+    parsed = []
+    for name in names:
+        bare = name.lstrip("/")
+        bare = bare[len("device:") :] if bare.lower().startswith("device:") else bare
+        kind, _, index = bare.partition(":")
+        if kind.upper() not in ("CPU", "GPU") or not index.isdigit():
+            raise ValueError(f"--devices must be {_DEVICE_FORMS}; got {devices!r}")
+        parsed.append(f"/device:{kind.upper()}:{int(index)}")
+    twice = sorted({name for name in parsed if parsed.count(name) > 1})
+    if twice:
+        raise ValueError(f"--devices names {twice[0]} twice, got {devices!r}")
+    return tuple(parsed)
+
+
+def select_devices(devices: Any) -> DeviceSelection:
+    """The devices a run's batches are split over, and the strategy that does it.
+
+    Each batch is cut evenly over the devices and the chunks attacked concurrently
+    (:func:`~tfsmooth.evaluation.protocol.evaluate_attack` with ``strategy``); the results are
+    those of one device.
+
+    Args:
+        devices: as :func:`parse_devices`: ``"all"`` (every visible GPU; with one or none, one
+            device and no strategy), ``N`` (the first ``N`` GPUs; ``N = 1``: no strategy),
+            ``"cpu"`` (the CPU only: a strategy over ``/device:CPU:0`` where GPUs are visible,
+            none where not), or device names (a strategy over exactly those, even one, e.g.
+            logical CPU devices made with ``tf.config.set_logical_device_configuration``).
+
+    Returns:
+        :class:`DeviceSelection`.
+
+    Raises:
+        ValueError: a bad value (:func:`parse_devices`), more GPUs than visible, a device that
+            does not exist.
+    """
+    import tensorflow as tf
+
+    spec = parse_devices(devices)
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if spec == "cpu":
+        if not gpus:
+            return DeviceSelection((), None, "the CPU (no GPU visible): one device, no strategy")
+        chosen = ("/device:CPU:0",)
+        return DeviceSelection(chosen, _mirrored(chosen), "the CPU only (GPUs left unused)")
+    if spec == "all" or isinstance(spec, int):
+        wanted = spec if isinstance(spec, int) else len(gpus)
+        if wanted > len(gpus):
+            visible = ", ".join(gpus) if gpus else "none"
+            raise ValueError(
+                f"--devices {spec}: {spec} GPUs requested, {len(gpus)} visible ({visible}); "
+                f"pass --devices all, a number up to {len(gpus)}, or leave it out"
+                if gpus
+                else f"--devices {spec}: {spec} GPUs requested, but no GPU is visible; leave "
+                "--devices out (or pass all / cpu) to run on the CPU"
+            )
+        chosen = tuple(gpus[:wanted])
+        if not chosen:
+            return DeviceSelection((), None, "the CPU (no GPU visible): one device, no strategy")
+        if len(chosen) == 1:
+            return DeviceSelection(chosen, None, f"one GPU ({chosen[0]}): no strategy")
+        return DeviceSelection(
+            chosen, _mirrored(chosen), f"{len(chosen)} GPUs ({', '.join(chosen)}), mirrored"
+        )
+    assert isinstance(spec, tuple)
+    known = {_short(d.name): d.name for d in tf.config.list_logical_devices()}
+    missing = [name for name in spec if _short(name) not in known]
+    if missing:
+        raise ValueError(
+            f"--devices names {', '.join(missing)}, not a device of this machine (there are "
+            f"{', '.join(sorted(known.values()))})"
+        )
+    chosen = tuple(known[_short(name)] for name in spec)
+    return DeviceSelection(
+        chosen,
+        _mirrored(chosen),
+        f"{len(chosen)} device{'s' if len(chosen) > 1 else ''} ({', '.join(chosen)}), mirrored",
+    )
+
+
+def _short(name: str) -> str:
+    """``"/job:localhost/replica:0/task:0/device:CPU:0"`` -> ``"CPU:0"``."""
+    return name.rsplit("device:", 1)[-1].upper()
+
+
+def _mirrored(devices: tuple[str, ...]) -> Any:
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy(list(devices))
 
 
 def worker_folder(out: str | os.PathLike[str], index: int) -> pathlib.Path:

@@ -14,9 +14,10 @@ resumable; they are kept by :class:`~tfsmooth.evaluation.records.RecordFile` (lo
 second writer, fixed batches, checked on read). The file starts with a header describing the run
 (model, attack, epsilons, batch size, fingerprint of the data and of the model weights, package
 version) and each record holds ``index`` (in the input set), ``model``, ``attack``, ``label``,
-``correct``, ``success``, ``l2``, ``linf``, ``best_epsilon``, ``adv_label`` (prediction on the
-adversarial image), ``batch``, ``seconds`` (the image's share of its batch's wall time) and
-``run`` (the run fingerprint). Calling again with ``resume=True`` skips the images already
+``correct``, ``clean_label`` (prediction on the clean image), ``success``, ``l2``, ``linf``,
+``best_epsilon``, ``adv_label`` (prediction on the adversarial image), ``batch``, ``seconds``
+(the image's share of its batch's wall time) and ``run`` (the run fingerprint), plus
+``measures`` and the fields of an ``annotate`` hook when given. Calling again with ``resume=True`` skips the images already
 recorded; a batch of which only part was recorded is attacked again as a whole (same batch
 composition, so the same results for deterministic attacks) and only its missing records are
 written.
@@ -48,6 +49,7 @@ from tfsmooth import _validation as v
 from tfsmooth.attacks.base import Attack, FixedEpsilonAttack, as_model
 from tfsmooth.evaluation import metrics
 from tfsmooth.evaluation.records import (
+    IDENTITY_KEYS,
     RECORDS_FORMAT,
     RecordFile,
     data_fingerprint,
@@ -264,8 +266,12 @@ def _attack_chunk(
     delta = tf.reshape(adversarials - images[None], [len(clipped), tf.shape(images)[0], -1])
     l2 = tf.norm(delta, axis=-1)
     linf = tf.reduce_max(tf.abs(delta), axis=-1)
-    predicted = tf.stack([tf.argmax(model(a), axis=-1) for a in clipped], axis=0)
-    return tf.cast(result.success, tf.bool), l2, linf, predicted, adversarials
+    # the attack's own predictions (the forward pass that decided `success`); an attack of
+    # another package may not give them: one forward pass per epsilon then
+    predicted = getattr(result, "predicted", None)
+    if predicted is None:
+        predicted = tf.stack([tf.argmax(model(a), axis=-1) for a in clipped], axis=0)
+    return tf.cast(result.success, tf.bool), l2, linf, tf.cast(predicted, tf.int64), adversarials
 
 
 def _padded(array: np.ndarray, size: int) -> np.ndarray:
@@ -340,6 +346,12 @@ def _attack_batch(
 
 #: ``measure(indices, clean, adversarial) -> {name: per-image values}`` (see evaluate_attack).
 Measure = Callable[[np.ndarray, np.ndarray, np.ndarray], Mapping[str, Any]]
+#: ``annotate(records, clean, adversarial) -> None``: adds fields to new records (see
+#: evaluate_attack).
+Annotate = Callable[[list[dict[str, Any]], np.ndarray, np.ndarray], None]
+#: ``keep(record) -> bool``: whether a recorded image stays recorded on resume (see
+#: evaluate_attack).
+Keep = Callable[[Mapping[str, Any]], bool]
 
 
 # -- the runner --------------------------------------------------------------------------------
@@ -359,6 +371,9 @@ def evaluate_attack(
     attack_name: str | None = None,
     model_name: str | None = None,
     measure: Measure | None = None,
+    header: Mapping[str, Any] | None = None,
+    annotate: Annotate | None = None,
+    keep: Keep | None = None,
 ) -> EvaluationResult:
     """Evaluates an attack on a test set with the protocol of the paper (§5.1).
 
@@ -386,11 +401,24 @@ def evaluate_attack(
         attack_name: name for records and rows (default: the attack's class name).
         model_name: name for records and rows (default: the model's name).
         measure: optional ``measure(indices, clean, adversarial) -> {name: values}`` called once
-            per batch on the successful images (their indices ``[m]``, clean and adversarial
-            images ``[m, H, W, C]``, the adversarial of the best epsilon), returning per-image
-            values ``[m]`` (e.g. :func:`tfsmooth.metrics.perceptual_report`); stored in each
-            record under ``"measures"`` and averaged over the successes in the rows (``mean_<name>``).
-            It may also write files (the adversarials) as a side effect.
+            per batch on the successful images not recorded yet (their indices ``[m]``, clean
+            and adversarial images ``[m, H, W, C]``, the adversarial of the best epsilon),
+            returning per-image values ``[m]`` (e.g. :func:`tfsmooth.metrics.perceptual_report`);
+            stored in each record under ``"measures"`` and averaged over the successes in the
+            rows (``mean_<name>``). It may also write files (the adversarials) as a side effect.
+        header: optional keys added to the records' header that identify the run too (JSON
+            values, e.g. the file names of the images): a resumed run must have the same. Not
+            the keys the runner sets itself (``model``, ``attack``, ``epsilons``, ...).
+        annotate: optional ``annotate(records, clean, adversarial)`` called once per batch,
+            after ``measure``, on the new records (a list of dicts: the images of the batch not
+            recorded yet, in index order), their clean images ``[r, H, W, C]`` and the
+            adversarial each record describes (the one of the best epsilon where the attack
+            succeeded, of the last epsilon where it failed, the clean image where the image was
+            not attacked). It may add fields to the records (JSON values) and write files; it
+            must not change the runner's fields.
+        keep: optional ``keep(record) -> bool``: on resume, the recorded images for which it is
+            false are attacked again (their batch as a whole, as for an interrupted run), e.g.
+            records whose files are missing.
 
     Returns:
         :class:`EvaluationResult`.
@@ -429,6 +457,9 @@ def evaluate_attack(
         attack_name=attack_name,
         model_name=model_name,
         measure=measure,
+        header=header,
+        annotate=annotate,
+        keep=keep,
         shard=None,
     )
     return EvaluationResult.from_records(
@@ -476,6 +507,9 @@ def attack_shard(
     attack_name: str | None = None,
     model_name: str | None = None,
     measure: Measure | None = None,
+    header: Mapping[str, Any] | None = None,
+    annotate: Annotate | None = None,
+    keep: Keep | None = None,
 ) -> ShardRun:
     """One worker's share of :func:`evaluate_attack`: the fixed batches it owns, recorded.
 
@@ -531,6 +565,9 @@ def attack_shard(
         attack_name=attack_name,
         model_name=model_name,
         measure=measure,
+        header=header,
+        annotate=annotate,
+        keep=keep,
         shard=shard,
     )
 
@@ -551,6 +588,9 @@ def _run(
     attack_name: str | None,
     model_name: str | None,
     measure: Measure | None,
+    header: Mapping[str, Any] | None,
+    annotate: Annotate | None,
+    keep: Keep | None,
     shard: Any,
 ) -> ShardRun:
     """The runner of :func:`evaluate_attack` and :func:`attack_shard` (all batches if no
@@ -574,7 +614,10 @@ def _run(
     model_name = model_name or model.name
     attack_name = attack_name or type(attack).__name__
 
-    header = {
+    for hook, name in ((measure, "measure"), (annotate, "annotate"), (keep, "keep")):
+        if hook is not None and not callable(hook):
+            raise TypeError(f"`{name}` must be callable or None, got {type(hook).__name__}")
+    run_header = {
         "format": RECORDS_FORMAT,
         "model": model_name,
         "model_fingerprint": model_fingerprint(model),
@@ -585,7 +628,20 @@ def _run(
         "n_images": n0,
         "data_fingerprint": data_fingerprint(images_np, labels_np),
     }
-    store = RecordFile(records_path, header, resume=resume, overwrite=overwrite)
+    if header is not None:
+        if not isinstance(header, Mapping) or not all(isinstance(k, str) for k in header):
+            raise TypeError(f"`header` must be a dict with string keys, got {header!r}")
+        taken = sorted(set(header) & {*run_header, "version", "run"})
+        if taken:
+            raise ValueError(f"`header` must not set the runner's own keys, got {taken}")
+        run_header.update(header)
+    store = RecordFile(
+        records_path,
+        run_header,
+        identity=(*IDENTITY_KEYS, *(header or {})),
+        resume=resume,
+        overwrite=overwrite,
+    )
     owned = [batch for batch in store.batches(batch_size) if shard is None or shard.owns(batch.id)]
     report = _make_progress(progress, sum(batch.indices.size for batch in owned))
     traced = False
@@ -598,6 +654,16 @@ def _run(
                 len(store.records),
                 n0,
             )
+        if keep is not None:
+            dropped = [i for i, record in store.records.items() if not keep(record)]
+            if dropped:
+                logger.warning(
+                    "%s: %d recorded image(s) not kept (e.g. image %d): attacking them again",
+                    records_path,
+                    len(dropped),
+                    min(dropped),
+                )
+                store.discard(dropped)
         clean = model.predict(images_t, batch_size=batch_size).numpy()
         correct = clean == labels_np
         for batch in store.batches(batch_size):
@@ -610,6 +676,7 @@ def _run(
                     images_np,
                     labels_np,
                     batch.indices,
+                    batch.missing,
                     correct,
                     clean,
                     eps_list,
@@ -618,10 +685,10 @@ def _run(
                     min(batch_size, n0),
                     measure,
                     concurrent=traced,
+                    names=(model_name, attack_name),
+                    annotate=annotate,
                 )
                 traced = True
-                for record in new:
-                    record.update(model=model_name, attack=attack_name)
                 store.append(new, batch=batch.id)
             if report:
                 report(sum(int(i) in store.records for b in owned for i in b.indices))
@@ -640,6 +707,7 @@ def _evaluate_batch(
     images: np.ndarray,
     labels: np.ndarray,
     indices: np.ndarray,
+    missing: np.ndarray,
     correct: np.ndarray,
     clean: np.ndarray,
     eps_list: list[Any],
@@ -649,11 +717,16 @@ def _evaluate_batch(
     measure: Measure | None = None,
     *,
     concurrent: bool = True,
+    names: tuple[str, str],
+    annotate: Annotate | None = None,
 ) -> list[dict[str, Any]]:
-    """Records for the images ``indices`` (all of one batch)."""
+    """Attacks the images ``indices`` (all of one batch); returns the records of ``missing``
+    (the images of the batch not recorded yet), in index order."""
     started = time.perf_counter()
     attacked = indices[correct[indices]]
     results: dict[int, dict[str, Any]] = {}
+    chosen_images: dict[int, np.ndarray] = {}  # index -> the adversarial its record describes
+    wanted = {int(i) for i in missing}
     if attacked.size:
         success, l2, linf, predicted, adversarials = _attack_batch(
             model, attack, images[attacked], labels[attacked], eps, strategy, size, concurrent
@@ -669,36 +742,57 @@ def _evaluate_batch(
                 "best_epsilon": None if epsilon is None else float(epsilon),
                 "adv_label": int(predicted[k, j]),
             }
+            if int(index) in wanted:
+                chosen_images[int(index)] = adversarials[k, j]
     seconds = (time.perf_counter() - started) / len(indices)
-    if measure is not None and attacked.size and ok.any():
-        chosen = np.flatnonzero(ok)
-        values = measure(
-            attacked[chosen], images[attacked[chosen]], adversarials[best[chosen], chosen]
-        )
-        for name, column in values.items():
-            column = np.asarray(column, np.float64).reshape(-1)
-            if column.shape[0] != chosen.size:
-                raise ValueError(
-                    f"`measure` returned {column.shape[0]} values of {name!r} for "
-                    f"{chosen.size} images"
-                )
-            for position, value in zip(chosen, column):
-                measures = results[int(attacked[position])].setdefault("measures", {})
-                measures[str(name)] = _json_float(value)
+    if measure is not None and attacked.size:
+        chosen = np.array([j for j in np.flatnonzero(ok) if int(attacked[j]) in wanted], np.int64)
+        if chosen.size:
+            values = measure(
+                attacked[chosen], images[attacked[chosen]], adversarials[best[chosen], chosen]
+            )
+            for name, column in values.items():
+                column = np.asarray(column, np.float64).reshape(-1)
+                if column.shape[0] != chosen.size:
+                    raise ValueError(
+                        f"`measure` returned {column.shape[0]} values of {name!r} for "
+                        f"{chosen.size} images"
+                    )
+                for position, value in zip(chosen, column):
+                    measures = results[int(attacked[position])].setdefault("measures", {})
+                    measures[str(name)] = _json_float(value)
+    model_name, attack_name = names
     records = []
-    for index in indices:
+    for index in missing:
         index = int(index)
         record = {
             "index": index,
             "label": int(labels[index]),
             "correct": bool(correct[index]),
+            "clean_label": int(clean[index]),
             "success": False,
             "l2": None,
             "linf": None,
             "best_epsilon": None,
             "adv_label": int(clean[index]),
             "seconds": seconds,
+            "model": model_name,
+            "attack": attack_name,
         }
         record.update(results.get(index, {}))
         records.append(record)
+    if annotate is not None and records:
+        given = [dict(record) for record in records]
+        annotate(
+            records,
+            images[missing],
+            np.stack([chosen_images.get(int(i), images[int(i)]) for i in missing]),
+        )
+        for before, after in zip(given, records):
+            changed = sorted(k for k in before if after.get(k, object()) != before[k])
+            if changed:
+                raise ValueError(
+                    f"`annotate` must not change the runner's fields, changed {changed} of "
+                    f"image {before['index']}"
+                )
     return records
