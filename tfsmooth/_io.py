@@ -64,14 +64,29 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def save_png(array: Any, path: str | os.PathLike[str]) -> None:
-    """Writes an RGB or grey image with values in ``[0, 1]`` as an 8-bit PNG (values clipped)."""
+    """Writes an RGB or grey image with values in ``[0, 1]`` as an 8-bit PNG (values clipped).
+
+    The file is written atomically (:func:`write_atomic`): a reader, e.g. another worker of a
+    multi-worker run, sees either no file or the whole image, never a half-written one.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     save_png(np.zeros((2, 3, 1)), os.path.join(tmp, "a.png"))
+        ...     sorted(os.listdir(tmp))
+        ['a.png']
+    """
+    import io
+
     from PIL import Image
 
     pixels = np.clip(np.round(np.asarray(array, dtype=np.float64) * 255.0), 0, 255)
     pixels = pixels.astype(np.uint8)
     if pixels.ndim == 3 and pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
-    Image.fromarray(pixels).save(path)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    write_atomic(path, buffer.getvalue())
 
 
 # -- locks ---------------------------------------------------------------------------------------

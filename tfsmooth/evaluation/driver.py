@@ -19,11 +19,13 @@ from __future__ import annotations
 import logging
 import pathlib
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from tfsmooth._version import __version__
 from tfsmooth.evaluation import distributed
 from tfsmooth.evaluation.distributed import WorkerSpec
 from tfsmooth.evaluation.protocol import EvaluationResult, Measure, attack_shard, evaluate_attack
@@ -31,7 +33,14 @@ from tfsmooth.models.base import Model
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["WhiteBox", "progress_for", "record_file_name", "run_white_box", "safe_name"]
+__all__ = [
+    "WhiteBox",
+    "progress_for",
+    "record_file_name",
+    "run_white_box",
+    "safe_name",
+    "worker_summary",
+]
 
 
 def safe_name(text: str) -> str:
@@ -83,6 +92,47 @@ class WhiteBox:
             }
             for model, by_attack in self.results.items()
         }
+
+
+def worker_summary(
+    workers: WorkerSpec,
+    box: WhiteBox,
+    *,
+    experiment: str,
+    source: str,
+    n_images: int,
+    started: float,
+) -> dict[str, Any]:
+    """The summary a reproduction returns on a worker other than the chief.
+
+    That worker has recorded its share of the batches of every white-box run and writes no
+    results: the summary has no ``rows``, a ``table`` that says so, and the worker's own record
+    files in ``files``.
+
+    Args:
+        workers: this worker's :class:`~tfsmooth.evaluation.distributed.WorkerSpec`.
+        box: what :func:`run_white_box` returned on it.
+        experiment: ``"mnist"`` or ``"imagenet"`` (in ``meta``).
+        source: where the images came from, in words (in ``meta``).
+        n_images: the number of images of the run.
+        started: ``time.perf_counter()`` when the run started.
+    """
+    meta = {
+        "experiment": experiment,
+        "data_source": source,
+        "n_test_images": int(n_images),
+        "clean_accuracy": box.accuracy,
+        "version": __version__,
+        "worker": workers.index,
+        "workers": workers.count,
+    }
+    table = (
+        f"{workers}: recorded its share of the batches (batch % {workers.count} == "
+        f"{workers.index}) of {len(box.worker_files)} run(s); worker 0 (the chief) merges the "
+        "records and writes the results."
+    )
+    seconds = time.perf_counter() - started
+    return {"rows": [], "meta": meta, "table": table, "files": box.worker_files, "seconds": seconds}
 
 
 def progress_for(progress: Any, model: str, attack: str) -> Any:

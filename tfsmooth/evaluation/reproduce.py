@@ -40,7 +40,7 @@ from tfsmooth._version import __version__
 from tfsmooth.evaluation import presets as presets_lib
 from tfsmooth.evaluation import report as report_lib
 from tfsmooth.evaluation.distributed import WorkerSpec, worker_folder
-from tfsmooth.evaluation.driver import WhiteBox, record_file_name, run_white_box
+from tfsmooth.evaluation.driver import record_file_name, run_white_box, worker_summary
 from tfsmooth.evaluation.protocol import EvaluationResult
 
 logger = logging.getLogger(__name__)
@@ -327,7 +327,14 @@ def reproduce_mnist(
             workers=workers,
         )
         if shared is not None and not shared.chief:
-            return _worker_summary(shared, box, data.source, int(images.shape[0]), started)
+            return worker_summary(
+                shared,
+                box,
+                experiment="mnist",
+                source=data.source,
+                n_images=int(images.shape[0]),
+                started=started,
+            )
         rows, results, accuracy = box.rows, box.results, box.accuracy
 
         meta = {
@@ -352,28 +359,6 @@ def reproduce_mnist(
         files["report"] = str(_write_report(out / "report.md", table, meta, files))
         seconds = time.perf_counter() - started
         return {"rows": rows, "meta": meta, "table": table, "files": files, "seconds": seconds}
-
-
-def _worker_summary(
-    workers: WorkerSpec, box: WhiteBox, source: str, n_images: int, started: float
-) -> dict[str, Any]:
-    """The summary of a worker other than the chief (its share recorded, no results)."""
-    meta = {
-        "experiment": "mnist",
-        "data_source": source,
-        "n_test_images": int(n_images),
-        "clean_accuracy": box.accuracy,
-        "version": __version__,
-        "worker": workers.index,
-        "workers": workers.count,
-    }
-    table = (
-        f"{workers}: recorded its share of the batches (batch % {workers.count} == "
-        f"{workers.index}) of {len(box.worker_files)} run(s); worker 0 (the chief) merges the "
-        "records and writes the results."
-    )
-    seconds = time.perf_counter() - started
-    return {"rows": [], "meta": meta, "table": table, "files": box.worker_files, "seconds": seconds}
 
 
 def _figures(

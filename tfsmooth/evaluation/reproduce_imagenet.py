@@ -28,6 +28,18 @@ It writes into ``out_dir``: ``records/<model>__<attack>.jsonl`` (per-image recor
 folder is locked while a run writes to it, and earlier results in it are never replaced unless
 asked (``resume`` for the same run, ``overwrite``): see :class:`tfsmooth._io.OutputDir`.
 
+With ``workers`` (a :class:`~tfsmooth.evaluation.distributed.WorkerSpec`, from ``TF_CONFIG`` on
+the command line) the white-box runs are shared by several processes over one ``out_dir`` that
+they all see, as in :func:`~tfsmooth.evaluation.reproduce.reproduce_mnist`: each worker records
+its share of the fixed batches of every ``(model, attack)`` run in ``out_dir/workers/worker-<i>``
+(its own locked folder) and writes the adversarial PNGs of its images (distinct names per image,
+written atomically) into ``out_dir/adversarials/``; the other workers stop there, and the chief
+(worker 0) merges the records and then, alone, runs what needs every image: the transfer runs
+of Table 3 (crafted anew on the source model, as in one process: they never used the white-box
+adversarials), the figures (Fig. 1 reads the adversarial PNGs of all workers back from
+``out_dir/adversarials/``), ``results.json`` and the report
+(:mod:`tfsmooth.evaluation.distributed`).
+
 Labels: the logits are aligned with the labels of the data by
 :func:`~tfsmooth.models.loading.align_labels` (photos: 0-based; NIPS 2017: 1..1000 with 0 =
 background). ``tfsmooth attack`` lives in :mod:`tfsmooth.evaluation.attack_images`.
@@ -35,6 +47,7 @@ background). ``tfsmooth attack`` lives in :mod:`tfsmooth.evaluation.attack_image
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -52,8 +65,9 @@ from tfsmooth.data.folder import LABEL_COLUMNS, load_labels_csv  # noqa: F401 (r
 from tfsmooth.evaluation import presets as presets_lib
 from tfsmooth.evaluation import report as report_lib
 from tfsmooth.evaluation.attack_images import ATTACK_KINDS, attack_images
+from tfsmooth.evaluation.distributed import WorkerSpec, worker_folder
 from tfsmooth.evaluation.driver import progress_for as _progress_fn
-from tfsmooth.evaluation.driver import record_file_name, run_white_box, safe_name
+from tfsmooth.evaluation.driver import record_file_name, run_white_box, safe_name, worker_summary
 from tfsmooth.evaluation.presets import IMAGENET_QUICK, apply_overrides
 from tfsmooth.evaluation.protocol import EvaluationResult
 from tfsmooth.evaluation.transfer import evaluate_transfer
@@ -156,6 +170,7 @@ def reproduce_imagenet(
     transfer: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     figures: bool = True,
+    workers: WorkerSpec | None = None,
 ) -> dict[str, Any]:
     """Runs the paper's ImageNet experiments and writes results, report and figures.
 
@@ -206,10 +221,18 @@ def reproduce_imagenet(
         cache_dir: TF-Hub cache directory (default ``$TFHUB_CACHE_DIR``), or the cache of the
             converted EfficientNet weights.
         figures: draw the figures (needs matplotlib; skipped if missing).
+        workers: this process's :class:`~tfsmooth.evaluation.distributed.WorkerSpec` in a
+            multi-worker run (``None``: a single process). Every worker is given the same
+            arguments; each records its share of the white-box batches in
+            ``out_dir/workers/worker-<i>`` (continued when rerun with the same arguments) and
+            writes the adversarial PNGs of its images to ``out_dir/adversarials/``; the chief
+            (worker 0) waits for the others, merges the records, runs the transfer (Table 3)
+            and writes the results (the same as a single process's).
 
     Returns:
         A summary dict: ``rows`` (as in ``results.json``), ``meta``, ``table`` (markdown),
-        ``files`` (paths written) and ``seconds``.
+        ``files`` (paths written) and ``seconds``. A worker other than the chief returns no
+        rows, a ``table`` that says so, and its own record files in ``files``.
 
     Raises:
         FileNotFoundError: missing data, model not in the TF-Hub cache, missing checkpoint.
@@ -240,6 +263,9 @@ def reproduce_imagenet(
     for flag, value in (("defense", defense), ("transfer", transfer)):
         if not isinstance(value, bool):
             raise TypeError(f"`{flag}` must be a bool, got {value!r}")
+    if workers is not None and not isinstance(workers, WorkerSpec):
+        raise TypeError(f"`workers` must be a WorkerSpec or None, got {type(workers).__name__}")
+    shared = workers if workers is not None and workers.distributed else None
     if transfer and adv_checkpoint is None:
         raise ValueError(
             "`transfer=True` needs `adv_checkpoint` (the model the attacks transfer to)"
@@ -312,11 +338,33 @@ def reproduce_imagenet(
         if photos:
             outputs += ["magnified.png"]
     subdirs = ["records", "transfer"] if target_names else ["records"]
-    run_dir = OutputDir(
-        out_dir, run=run, outputs=outputs, subdirs=subdirs, resume=resume, overwrite=overwrite
-    )
-    with run_dir:
-        out = run_dir.path
+    with contextlib.ExitStack() as stack:
+        if shared is None or shared.chief:
+            out = stack.enter_context(
+                OutputDir(
+                    out_dir,
+                    run=run,
+                    outputs=outputs,
+                    subdirs=subdirs,
+                    resume=resume,
+                    overwrite=overwrite,
+                )
+            ).path
+        else:
+            out = pathlib.Path(out_dir)
+        if shared is not None:
+            # The worker's own folder: the same run's records there are always continued
+            # (a rerun worker resumes); --overwrite alone starts them over.
+            stack.enter_context(
+                OutputDir(
+                    worker_folder(out, shared.index),
+                    run=run,
+                    outputs=[f"records/{record_file_name(m, a)}" for m in nets for a in built],
+                    subdirs=["records"],
+                    resume=resume or not overwrite,
+                    overwrite=overwrite,
+                )
+            )
 
         def measure_for(model_name: str, attack_name: str, net: Model) -> Any:
             from tfsmooth.evaluation.visual import photo_measure
@@ -339,7 +387,19 @@ def reproduce_imagenet(
                 "table": "2" if name == adv_name else "1",
                 "scenario": "white box",
             },
+            workers=workers,
         )
+        if shared is not None and not shared.chief:
+            return worker_summary(
+                shared,
+                box,
+                experiment="imagenet",
+                source=source,
+                n_images=int(images.shape[0]),
+                started=started,
+            )
+        # From here on the chief (or the single process) alone: the merged records of every
+        # image, the transfer runs, the figures (from the adversarial PNGs of all workers).
         rows, results, accuracy = box.rows, box.results, box.accuracy
 
         targets: dict[str, Model] = {}
