@@ -13,19 +13,25 @@ compared image by image:
 - **ImageNet photos** (section ``i``): EfficientNet-Lite0 with its real weights on the first ``n``
   correctly classified foolbox sample photos at 224×224; the photo preset's sC&W
   (:data:`tfsmooth.evaluation.presets.IMAGENET_PHOTOS`, fewer steps with ``--quick``),
-  α = 0.997. Reference: red-black CG to ``tol=1e-6``. Candidates: ``"auto"`` (default
-  ``tol=1e-4``) and the paper's 50 cold-budget CG iterations (``solver="cg", max_iter=50``).
+  α = 0.997. Reference: red-black CG to ``tol=1e-6``; noise floor: red-black Chebyshev to
+  ``tol=1e-6``, a second tight solve (C&W's early abort and binary search turn rounding-level
+  differences into different D, so this row says how large "no difference" is). Candidates: ``"auto"`` (default
+  ``tol=1e-4``), ``"auto"`` at ``tol=1e-2`` and the paper's 50 CG iterations
+  (``solver="cg", max_iter=50``); the preset's C&W without smoother is timed too, for the
+  ratio of sC&W's seconds to C&W's.
 
 Reported per configuration: Psuc, mean D (L2) over the successes, the paired relative
 difference of D against the reference over images that both fooled (mean and largest), the
-number of images whose success differs, and the attack's seconds (one call after a tracing call
-on the same inputs). *Within noise* means: same successes, and the mean paired relative change of
-D below 1 % (computed, see ``goals``).
+number of images whose success differs, and the attack's seconds (MNIST: one call after a
+tracing call on the same inputs; ImageNet: the one call, tracing included, which is a few
+seconds of a call of minutes). *Within noise* means: same successes, and the mean paired
+relative change of D at most 1 %, or at most the noise floor's where one is measured
+(computed, see ``goals``).
 
 Usage::
 
     python benchmarks/solver_fidelity.py --quick
-    python benchmarks/solver_fidelity.py            # MNIST 200 digits, 8 photos
+    python benchmarks/solver_fidelity.py            # MNIST 200 digits, 4 photos
     python benchmarks/solver_fidelity.py --render-only benchmarks/results/solver_fidelity.json
 """
 
@@ -51,9 +57,12 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 NOISE = 0.01
 
 
-def _run(attack: Any, model: Any, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def _run(
+    attack: Any, model: Any, images: np.ndarray, labels: np.ndarray, warmup: bool = True
+) -> dict[str, Any]:
     x, y = tf.constant(images), tf.constant(labels)
-    attack(model, x, y)  # traces
+    if warmup:
+        attack(model, x, y)  # traces
     start = time.perf_counter()
     result = attack(model, x, y)
     clipped = result.clipped[0] if isinstance(result.clipped, list) else result.clipped
@@ -102,6 +111,7 @@ def section(
     attacks: dict[str, tuple[Any, Any]],
     smoothers: dict[str, Any],
     log: Any,
+    warmup: bool = True,
 ) -> dict[str, Any]:
     """``attacks``: {attack name: (factory(smoother) -> attack, epsilons or None)}; the first
     smoother is the reference."""
@@ -111,7 +121,7 @@ def section(
         for label, smoother in smoothers.items():
             attack = factory(smoother)
             if epsilons is None:
-                runs[label] = _run(attack, model, images, labels)
+                runs[label] = _run(attack, model, images, labels, warmup)
             else:
                 runs[label] = _fixed_epsilon_run(attack, model, images, labels, epsilons)
             log(f"  {name} {attack_name} [{label}]: {runs[label]['seconds']:.1f} s")
@@ -134,7 +144,8 @@ def render(result: dict[str, Any]) -> str:
         "Same images, same attack, only the smoother's solver differs; the first row of each"
         " group is the reference (tight solve). *ΔD*: |D - D_ref| / D_ref per image over the"
         " images both fooled (mean / max). *differs*: images fooled by one and not the other."
-        " Seconds: one call after a tracing call.",
+        " Seconds: MNIST one call after a tracing call; ImageNet the one call (tracing"
+        " included).",
         "",
         "| setting | attack | smoother | Psuc | D | ΔD mean | ΔD max | differs | seconds |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -152,7 +163,25 @@ def render(result: dict[str, Any]) -> str:
                 f" {pct(row['max_rel_change_l2'])} | {row['success_differs']} |"
                 f" {row['seconds']:.1f} |"
             )
-    lines += ["", f"Within noise (computed): same successes and mean ΔD < {100 * NOISE:g} %.", ""]
+    for setting in result["settings"]:
+        plain = setting.get("plain_cw")
+        if plain:
+            lines.append(
+                f"| {setting['setting']}, n={setting['n']} | C&W (no smoother) | – |"
+                f" {plain['psuc']:.3f} | {plain['mean_l2']:.3f} | | | | {plain['seconds']:.1f} |"
+            )
+    lines += [
+        "",
+        "Within noise (computed): same successes and mean ΔD at most"
+        f" {100 * NOISE:g} % or, where a *noise floor* row is given (a second tight solve by"
+        " another solver), at most its mean ΔD: "
+        + ", ".join(
+            f"{s['setting']}: {100 * s.get('noise_threshold', NOISE):.2f} %"
+            for s in result["settings"]
+        )
+        + ".",
+        "",
+    ]
     for goal in result["goals"]:
         lines.append(f"- {goal['what']}: {'yes' if goal['met'] else 'NO'}")
     return "\n".join(lines) + "\n"
@@ -163,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer images and steps")
     parser.add_argument("--sections", default="mi", help="m: MNIST, i: ImageNet photos")
     parser.add_argument("--mnist-n", type=int, default=None, help="digits (200; 50 quick)")
-    parser.add_argument("--photos-n", type=int, default=None, help="photos (8; 2 quick)")
+    parser.add_argument("--photos-n", type=int, default=None, help="photos (4; 2 quick)")
     parser.add_argument("--out", default=None, help="JSON output (results/solver_fidelity.json)")
     parser.add_argument("--render-only", default=None, help="re-render the table from a JSON")
     args = parser.parse_args(argv)
@@ -234,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         from tfsmooth.data import load_samples
         from tfsmooth.models import efficientnet_lite
 
-        n = args.photos_n or (2 if args.quick else 8)
+        n = args.photos_n or (2 if args.quick else 4)
         model = efficientnet_lite(0)
         data = load_samples("imagenet", size=(224, 224))
         predicted = np.asarray(model.predict(data.images, 10))
@@ -243,10 +272,17 @@ def main(argv: list[str] | None = None) -> int:
         preset = presets.IMAGENET_PHOTOS_QUICK if args.quick else presets.IMAGENET_PHOTOS
         smoothers = {
             "rb_cg, tol 1e-6 (reference)": Smoother(0.997, solver="rb_cg", tol=1e-6, max_iter=2000),
+            "rb_chebyshev, tol 1e-6 (noise floor)": Smoother(
+                0.997, solver="rb_chebyshev", tol=1e-6, max_iter=2000
+            ),
             "auto (rb_chebyshev, tol 1e-4)": Smoother(0.997),
+            "auto, tol 1e-2": Smoother(0.997, tol=1e-2),
             "cg, 50 it. (the paper's)": Smoother(0.997, solver="cg", max_iter=50),
         }
         log(f"ImageNet photos, {len(images)} photos:")
+        plain, _ = preset.attacks["C&W"].build()
+        plain_run = _run(plain, model, images, labels, warmup=False)
+        log(f"  C&W (no smoother, the time reference): {plain_run['seconds']:.1f} s")
         settings.append(
             section(
                 "EfficientNet-Lite0 224",
@@ -256,14 +292,29 @@ def main(argv: list[str] | None = None) -> int:
                 {"sC&W": factory_of(preset, "sC&W")},
                 smoothers,
                 log,
+                warmup=False,
             )
         )
+        settings[-1]["plain_cw"] = {
+            "psuc": float(plain_run["success"].mean()),
+            "mean_l2": float(plain_run["l2"][plain_run["success"]].mean()),
+            "seconds": plain_run["seconds"],
+        }
     goals = []
     for setting in settings:
+        # a second tight solve by another solver: how much D moves for reasons of rounding
+        # alone (the optimization's early aborts and binary search amplify tiny differences)
+        floors = [
+            row["mean_rel_change_l2"] or 0.0
+            for row in setting["rows"]
+            if "noise floor" in row["smoother"]
+        ]
+        threshold = max([NOISE, *floors])
+        setting["noise_threshold"] = threshold
         for row in setting["rows"]:
-            if "reference" in row["smoother"]:
+            if "reference" in row["smoother"] or "noise floor" in row["smoother"]:
                 continue
-            met = row["success_differs"] == 0 and (row["mean_rel_change_l2"] or 0.0) < NOISE
+            met = row["success_differs"] == 0 and (row["mean_rel_change_l2"] or 0.0) <= threshold
             goals.append(
                 {
                     "what": f"{setting['setting']} {row['attack']} [{row['smoother']}] within noise",
