@@ -133,6 +133,37 @@ def section(
     return {"setting": name, "n": int(len(images)), "rows": rows}
 
 
+def judge(settings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``goals``: is each candidate within noise of its setting's reference?
+
+    Within noise: the same successes, and a mean paired change of D at most :data:`NOISE`, or
+    at most the mean change of the setting's *noise floor* row (a second tight solve by another
+    solver) where there is one. Sets ``noise_threshold`` on each setting.
+    """
+    goals = []
+    for setting in settings:
+        # a second tight solve by another solver: how much D moves for reasons of rounding
+        # alone (the optimization's early aborts and binary search amplify tiny differences)
+        floors = [
+            row["mean_rel_change_l2"] or 0.0
+            for row in setting["rows"]
+            if "noise floor" in row["smoother"]
+        ]
+        threshold = max([NOISE, *floors])
+        setting["noise_threshold"] = threshold
+        for row in setting["rows"]:
+            if "reference" in row["smoother"] or "noise floor" in row["smoother"]:
+                continue
+            met = row["success_differs"] == 0 and (row["mean_rel_change_l2"] or 0.0) <= threshold
+            goals.append(
+                {
+                    "what": f"{setting['setting']} {row['attack']} [{row['smoother']}] within noise",
+                    "met": bool(met),
+                }
+            )
+    return goals
+
+
 def render(result: dict[str, Any]) -> str:
     machine = result["machine"]
     lines = [
@@ -300,27 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             "mean_l2": float(plain_run["l2"][plain_run["success"]].mean()),
             "seconds": plain_run["seconds"],
         }
-    goals = []
-    for setting in settings:
-        # a second tight solve by another solver: how much D moves for reasons of rounding
-        # alone (the optimization's early aborts and binary search amplify tiny differences)
-        floors = [
-            row["mean_rel_change_l2"] or 0.0
-            for row in setting["rows"]
-            if "noise floor" in row["smoother"]
-        ]
-        threshold = max([NOISE, *floors])
-        setting["noise_threshold"] = threshold
-        for row in setting["rows"]:
-            if "reference" in row["smoother"] or "noise floor" in row["smoother"]:
-                continue
-            met = row["success_differs"] == 0 and (row["mean_rel_change_l2"] or 0.0) <= threshold
-            goals.append(
-                {
-                    "what": f"{setting['setting']} {row['attack']} [{row['smoother']}] within noise",
-                    "met": bool(met),
-                }
-            )
+    goals = judge(settings)
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine,
