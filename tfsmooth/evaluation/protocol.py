@@ -397,7 +397,9 @@ def evaluate_attack(
             is split evenly over its replica devices (``strategy.extended.worker_devices``),
             the chunks attacked concurrently, each on its device from its own thread (the
             first batch one chunk after the other, so the attack is traced once), and the
-            results gathered in order: the same results as without a strategy.
+            results gathered in order. Attacks that treat every image on its own give the
+            same results as without a strategy; C&W's early abort is decided per call, i.e.
+            per device's chunk, so its results can depend on the number of devices.
         attack_name: name for records and rows (default: the attack's class name).
         model_name: name for records and rows (default: the model's name).
         measure: optional ``measure(indices, clean, adversarial) -> {name: values}`` called once
