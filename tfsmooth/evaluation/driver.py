@@ -16,7 +16,9 @@ their records into ``<out>/records/`` and returns the rows; the other workers re
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import pathlib
 import re
 import time
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from tfsmooth._io import OutputDir
 from tfsmooth._version import __version__
 from tfsmooth.evaluation import distributed
 from tfsmooth.evaluation.distributed import WorkerSpec
@@ -133,6 +136,53 @@ def worker_summary(
     )
     seconds = time.perf_counter() - started
     return {"rows": [], "meta": meta, "table": table, "files": box.worker_files, "seconds": seconds}
+
+
+def open_run_folders(
+    stack: contextlib.ExitStack[Any],
+    out_dir: str | os.PathLike[str],
+    *,
+    run: Mapping[str, Any],
+    outputs: list[str],
+    subdirs: list[str],
+    record_names: list[str],
+    resume: bool,
+    overwrite: bool,
+    workers: WorkerSpec | None,
+) -> pathlib.Path:
+    """Opens (locks) a reproduction's output folders in ``stack``; returns ``out``.
+
+    A single process or the chief of a multi-worker job opens ``out_dir`` itself (its outputs
+    and ``subdirs``); every worker of a multi-worker job also opens its own
+    ``worker_folder(out, index)``, whose records of the same run are always continued (a rerun
+    worker resumes; ``overwrite`` alone starts them over).
+    """
+    shared = workers if workers is not None and workers.distributed else None
+    if shared is None or shared.chief:
+        out = stack.enter_context(
+            OutputDir(
+                out_dir,
+                run=run,
+                outputs=outputs,
+                subdirs=subdirs,
+                resume=resume,
+                overwrite=overwrite,
+            )
+        ).path
+    else:
+        out = pathlib.Path(out_dir)
+    if shared is not None:
+        stack.enter_context(
+            OutputDir(
+                distributed.worker_folder(out, shared.index),
+                run=run,
+                outputs=[f"records/{name}" for name in record_names],
+                subdirs=["records"],
+                resume=resume or not overwrite,
+                overwrite=overwrite,
+            )
+        )
+    return out
 
 
 def progress_for(progress: Any, model: str, attack: str) -> Any:

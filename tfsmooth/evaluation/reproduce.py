@@ -35,12 +35,16 @@ from typing import Any
 import numpy as np
 
 from tfsmooth import _validation as v
-from tfsmooth._io import OutputDir
 from tfsmooth._version import __version__
 from tfsmooth.evaluation import presets as presets_lib
 from tfsmooth.evaluation import report as report_lib
-from tfsmooth.evaluation.distributed import WorkerSpec, worker_folder
-from tfsmooth.evaluation.driver import record_file_name, run_white_box, worker_summary
+from tfsmooth.evaluation.distributed import WorkerSpec
+from tfsmooth.evaluation.driver import (
+    open_run_folders,
+    record_file_name,
+    run_white_box,
+    worker_summary,
+)
 from tfsmooth.evaluation.protocol import EvaluationResult
 
 logger = logging.getLogger(__name__)
@@ -286,32 +290,17 @@ def reproduce_mnist(
         raise TypeError(f"`workers` must be a WorkerSpec or None, got {type(workers).__name__}")
     shared = workers if workers is not None and workers.distributed else None
     with contextlib.ExitStack() as stack:
-        if shared is None or shared.chief:
-            out = stack.enter_context(
-                OutputDir(
-                    out_dir,
-                    run=run,
-                    outputs=outputs,
-                    subdirs=["records"],
-                    resume=resume,
-                    overwrite=overwrite,
-                )
-            ).path
-        else:
-            out = pathlib.Path(out_dir)
-        if shared is not None:
-            # The worker's own folder: the same run's records there are always continued
-            # (a rerun worker resumes); --overwrite alone starts them over.
-            stack.enter_context(
-                OutputDir(
-                    worker_folder(out, shared.index),
-                    run=run,
-                    outputs=[f"records/{record_file_name(m, a)}" for m in models for a in built],
-                    subdirs=["records"],
-                    resume=resume or not overwrite,
-                    overwrite=overwrite,
-                )
-            )
+        out = open_run_folders(
+            stack,
+            out_dir,
+            run=run,
+            outputs=outputs,
+            subdirs=["records"],
+            record_names=[record_file_name(m, a) for m in models for a in built],
+            resume=resume,
+            overwrite=overwrite,
+            workers=workers,
+        )
         nets = {name: mnist_c4_model(MNIST_MODELS[name]) for name in models}
         box = run_white_box(
             out,

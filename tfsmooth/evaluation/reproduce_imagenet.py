@@ -59,15 +59,20 @@ from typing import Any
 import numpy as np
 
 from tfsmooth import _validation as v
-from tfsmooth._io import OutputDir
 from tfsmooth._version import __version__
 from tfsmooth.data.folder import LABEL_COLUMNS, load_labels_csv  # noqa: F401 (re-exported)
 from tfsmooth.evaluation import presets as presets_lib
 from tfsmooth.evaluation import report as report_lib
 from tfsmooth.evaluation.attack_images import ATTACK_KINDS, attack_images
-from tfsmooth.evaluation.distributed import WorkerSpec, worker_folder
+from tfsmooth.evaluation.distributed import WorkerSpec
+from tfsmooth.evaluation.driver import (
+    open_run_folders,
+    record_file_name,
+    run_white_box,
+    safe_name,
+    worker_summary,
+)
 from tfsmooth.evaluation.driver import progress_for as _progress_fn
-from tfsmooth.evaluation.driver import record_file_name, run_white_box, safe_name, worker_summary
 from tfsmooth.evaluation.presets import IMAGENET_QUICK, apply_overrides
 from tfsmooth.evaluation.protocol import EvaluationResult
 from tfsmooth.evaluation.transfer import evaluate_transfer
@@ -339,32 +344,17 @@ def reproduce_imagenet(
             outputs += ["magnified.png"]
     subdirs = ["records", "transfer"] if target_names else ["records"]
     with contextlib.ExitStack() as stack:
-        if shared is None or shared.chief:
-            out = stack.enter_context(
-                OutputDir(
-                    out_dir,
-                    run=run,
-                    outputs=outputs,
-                    subdirs=subdirs,
-                    resume=resume,
-                    overwrite=overwrite,
-                )
-            ).path
-        else:
-            out = pathlib.Path(out_dir)
-        if shared is not None:
-            # The worker's own folder: the same run's records there are always continued
-            # (a rerun worker resumes); --overwrite alone starts them over.
-            stack.enter_context(
-                OutputDir(
-                    worker_folder(out, shared.index),
-                    run=run,
-                    outputs=[f"records/{record_file_name(m, a)}" for m in nets for a in built],
-                    subdirs=["records"],
-                    resume=resume or not overwrite,
-                    overwrite=overwrite,
-                )
-            )
+        out = open_run_folders(
+            stack,
+            out_dir,
+            run=run,
+            outputs=outputs,
+            subdirs=subdirs,
+            record_names=[record_file_name(m, a) for m in nets for a in built],
+            resume=resume,
+            overwrite=overwrite,
+            workers=workers,
+        )
 
         def measure_for(model_name: str, attack_name: str, net: Model) -> Any:
             from tfsmooth.evaluation.visual import photo_measure
