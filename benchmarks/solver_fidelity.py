@@ -16,7 +16,8 @@ compared image by image:
   α = 0.997. Reference: red-black CG to ``tol=1e-6``; noise floor: red-black Chebyshev to
   ``tol=1e-6``, a second tight solve (C&W's early abort and binary search turn rounding-level
   differences into different D, so this row says how large "no difference" is). Candidates: ``"auto"`` (default
-  ``tol=1e-4``), ``"auto"`` at ``tol=1e-2`` and the paper's 50 CG iterations
+  ``tol=1e-4``), ``"auto"`` with the backward solve at ``grad_tol=1e-2`` (forward still
+  ``1e-4``), ``"auto"`` at ``tol=1e-3`` and ``tol=1e-2`` (both solves), and the paper's 50 CG iterations
   (``solver="cg", max_iter=50``); the preset's C&W without smoother is timed too, for the
   ratio of sC&W's seconds to C&W's.
 
@@ -307,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                 0.997, solver="rb_chebyshev", tol=1e-6, max_iter=2000
             ),
             "auto (rb_chebyshev, tol 1e-4)": Smoother(0.997),
+            "auto, grad_tol 1e-2 (the photo preset)": Smoother(0.997, grad_tol=1e-2),
+            "auto, tol 1e-3": Smoother(0.997, tol=1e-3),
             "auto, tol 1e-2": Smoother(0.997, tol=1e-2),
             "cg, 50 it. (the paper's)": Smoother(0.997, solver="cg", max_iter=50),
         }

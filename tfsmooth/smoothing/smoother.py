@@ -148,6 +148,11 @@ class Smoother:
             it is reached, Chebyshev runs the number of steps that guarantees it; both at most
             ``max_iter``. 0 always runs ``max_iter`` iterations. :math:`s(\mathbf{1})` is
             always solved to :data:`ONES_TOL` (at most :data:`ONES_MAX_ITER` iterations).
+        grad_tol: relative residual of the *backward* solve (the gradient of :math:`\hat{s}`),
+            same meaning as ``tol``; ``None`` (default): ``tol``, so the gradient is that of the
+            computed forward map. A looser value (the ImageNet photo preset's sC&W uses 1e-2)
+            makes the gradient approximate and cheaper: where it only steers an optimizer, as in
+            sC&W, the attack's results stay the same (benchmarks/solver_fidelity.py).
         kernel: feature kernel of the graph, ``"laplacian"`` or ``"gaussian"``.
         sigma: kernel scale, > 0, for pixels in ``[0, 1]``.
         connectivity: 4 or 8 neighbours.
@@ -174,6 +179,7 @@ class Smoother:
         operator: str = "stencil",
         max_iter: int = 50,
         tol: float = 1e-4,
+        grad_tol: float | None = None,
         kernel: str = "laplacian",
         sigma: float = 0.1,
         connectivity: int = 4,
@@ -187,6 +193,13 @@ class Smoother:
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
             raise ValueError(f"`tol` must be a number >= 0, got {tol!r}")
         self.tol = float(tol)
+        if grad_tol is not None and (
+            isinstance(grad_tol, bool)
+            or not isinstance(grad_tol, (int, float))
+            or not grad_tol >= 0
+        ):
+            raise ValueError(f"`grad_tol` must be None or a number >= 0, got {grad_tol!r}")
+        self.grad_tol = None if grad_tol is None else float(grad_tol)
         self.kernel = v.check_choice(kernel, "kernel", KERNELS)
         self.sigma = v.check_positive(sigma, "sigma")
         self.connectivity = v.check_choice(connectivity, "connectivity", NEIGHBOUR_OFFSETS)
@@ -228,19 +241,28 @@ class Smoother:
         return self.bind(guide)(z)
 
     def get_config(self) -> dict[str, Any]:
-        """The constructor arguments, for serialization and reports."""
-        return {
+        """The constructor arguments, for serialization and reports.
+
+        ``grad_tol`` appears only when set, so that the configuration (and the headers of
+        record files written before it existed) of a smoother without it stays the same.
+        """
+        config: dict[str, Any] = {
             "alpha": self.alpha,
             "solver": self.solver,
             "operator": self.operator,
             "max_iter": self.max_iter,
             "tol": self.tol,
-            "kernel": self.kernel,
-            "sigma": self.sigma,
-            "connectivity": self.connectivity,
-            "per_channel": self.per_channel,
-            "jit_compile": self.jit_compile,
         }
+        if self.grad_tol is not None:
+            config["grad_tol"] = self.grad_tol
+        config.update(
+            kernel=self.kernel,
+            sigma=self.sigma,
+            connectivity=self.connectivity,
+            per_channel=self.per_channel,
+            jit_compile=self.jit_compile,
+        )
+        return config
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={val!r}" for k, val in self.get_config().items())
@@ -424,7 +446,8 @@ class BoundSmoother:
 
         With ``"rb_chebyshev"`` and no warm start, forward and backward run the same number of
         steps (set by ``tol``), so the gradient is exactly that of the computed forward map; a
-        warm start sets the number of steps from the residual of the guess instead.
+        warm start sets the number of steps from the residual of the guess instead, and
+        ``grad_tol`` (when set) is the tolerance of the backward solve.
 
         Returns:
             :class:`SmoothResult`; only ``output`` carries a gradient.
@@ -450,6 +473,7 @@ class BoundSmoother:
                 tf.cast(self._check_signal(grad_x0, "grad_x0"), self.dtype)
             )
         stats: list[CGResult] = []
+        grad_tol = self.smoother.grad_tol
 
         @tf.custom_gradient
         def _smooth(systems: tf.Tensor) -> tuple[tf.Tensor, Any]:
@@ -458,7 +482,7 @@ class BoundSmoother:
                 stats.append(forward)
 
                 def grad(upstream: tf.Tensor) -> tf.Tensor:
-                    return self.solve_systems(upstream / ones_response, grad_start).x
+                    return self.solve_systems(upstream / ones_response, grad_start, tol=grad_tol).x
 
                 return forward.x / ones_response, grad
 
@@ -472,7 +496,7 @@ class BoundSmoother:
             stats.append(forward._replace(residual_norm=forward.residual_norm * scale))
 
             def grad_deflated(upstream: tf.Tensor) -> tf.Tensor:
-                solved = self.solve_systems(upstream / ones_response, grad_start).x
+                solved = self.solve_systems(upstream / ones_response, grad_start, tol=grad_tol).x
                 return (
                     solved
                     - tf.reduce_mean(solved, axis=1, keepdims=True)
