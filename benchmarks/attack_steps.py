@@ -71,6 +71,27 @@ def photo_preset_smoother() -> Any:
     return presets.IMAGENET_PHOTOS.attacks["sC&W"].build()[0].smoother
 
 
+def imagenet_configs(with_cold_default: bool) -> dict[str, tuple[Any, bool]]:
+    """The configurations of the ImageNet-size sections, ``{label: (smoother, warm_start)}``:
+    C&W, the paper's cold CG 50, the default and the photo preset's smoother warm, (the
+    default cold,) the default at tol 1e-2 warm."""
+    from tfsmooth.smoothing import Smoother
+
+    configs: dict[str, tuple[Any, bool]] = {
+        "C&W": (None, False),
+        "sC&W, the paper's CG 50 it. (tol=0), cold": (
+            Smoother(0.997, solver="cg", max_iter=50, tol=0.0),
+            False,
+        ),
+        "sC&W, default (auto: rb_chebyshev, tol=1e-4), warm": (Smoother(0.997), True),
+        PRESET_LABEL: (photo_preset_smoother(), True),
+    }
+    if with_cold_default:
+        configs["sC&W, auto (tol=1e-4), cold"] = (Smoother(0.997), False)
+    configs["sC&W, auto, tol=1e-2, warm"] = (Smoother(0.997, tol=1e-2), True)
+    return configs
+
+
 def photos(batch: int, size: int = 299) -> np.ndarray:
     """``batch`` natural photos ``[batch, size, size, 3]`` float32 in ``[0, 1]``."""
     try:
@@ -256,17 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         keras.utils.set_random_seed(0)
         net = keras.applications.InceptionV3(weights=None, classifier_activation=None)
         model = Model(net, preprocessing="tf", num_classes=1000, name="inception_v3")
-        configs = {
-            "C&W": (None, False),
-            "sC&W, the paper's CG 50 it. (tol=0), cold": (
-                Smoother(0.997, solver="cg", max_iter=50, tol=0.0),
-                False,
-            ),
-            "sC&W, default (auto: rb_chebyshev, tol=1e-4), warm": (Smoother(0.997), True),
-            PRESET_LABEL: (photo_preset_smoother(), True),
-            "sC&W, auto (tol=1e-4), cold": (Smoother(0.997), False),
-            "sC&W, auto, tol=1e-2, warm": (Smoother(0.997, tol=1e-2), True),
-        }
+        configs = imagenet_configs(with_cold_default=True)
         log("299x299x3, InceptionV3:")
         settings.append(
             measure_setting(
@@ -280,16 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         batch, steps = (2, 3) if args.quick else (4, 26)
         model = efficientnet_lite(0)
         images = load_samples("imagenet", size=(224, 224)).images[:batch]
-        configs = {
-            "C&W": (None, False),
-            "sC&W, the paper's CG 50 it. (tol=0), cold": (
-                Smoother(0.997, solver="cg", max_iter=50, tol=0.0),
-                False,
-            ),
-            "sC&W, default (auto: rb_chebyshev, tol=1e-4), warm": (Smoother(0.997), True),
-            PRESET_LABEL: (photo_preset_smoother(), True),
-            "sC&W, auto, tol=1e-2, warm": (Smoother(0.997, tol=1e-2), True),
-        }
+        configs = imagenet_configs(with_cold_default=False)
         log("224x224x3, EfficientNet-Lite0:")
         settings.append(
             measure_setting(

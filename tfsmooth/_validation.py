@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import tensorflow as tf
@@ -141,6 +141,24 @@ def check_positive(value: Any, name: str) -> float:
         raise TypeError(f"`{name}` must be a positive number, got {_describe(value)}")
     if not math.isfinite(float(value)) or value <= 0:
         raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+@overload
+def check_tolerance(value: Any, name: str) -> float: ...
+@overload
+def check_tolerance(value: Any, name: str, *, allow_none: bool) -> float | None: ...
+def check_tolerance(value: Any, name: str, *, allow_none: bool = False) -> float | None:
+    """Returns ``value`` as a float if it is a number ``>= 0`` (a solver tolerance).
+
+    With ``allow_none``, ``None`` is returned as is. Raises ``ValueError`` for anything else,
+    non-numbers included.
+    """
+    if allow_none and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        expected = "None or a number >= 0" if allow_none else "a number >= 0"
+        raise ValueError(f"`{name}` must be {expected}, got {value!r}")
     return float(value)
 
 

@@ -403,10 +403,11 @@ IMAGENET_PHOTOS = Preset(
         "rounds × 100 Adam steps of learning rate 0.003 from c = 1 (Adam moves each pixel by "
         "about the learning rate per step: the paper's 0.1 leaves ImageNet perturbations on "
         "that noise floor, D ≈ 36, and 0.01 at 1.7; 0.003 reaches 0.46 on 5 photos, "
-        "tools/cw_imagenet.py), clipped parametrization; smoothing α = "
-        "0.997 as the paper, solved by the library's red-black Chebyshev to a relative residual "
-        "of 1e-4 (the paper: 50 CG iterations, about 1e-2), sC&W's backward solve to 1e-2. Every attack counts an example as adversarial "
-        "only if it survives rounding to 8 bits (quantize_bits=8): what a PNG delivers."
+        "tools/cw_imagenet.py), clipped parametrization; smoothing α = 0.997 as the paper, "
+        "solved by the library's red-black Chebyshev to a relative residual of 1e-4 (the "
+        "paper: 50 CG iterations, about 1e-2), sC&W's backward solve to 1e-2. Every attack "
+        "counts an example as adversarial only if it survives rounding to 8 bits "
+        "(quantize_bits=8): what a PNG delivers."
     ),
 )
 

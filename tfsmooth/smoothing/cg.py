@@ -158,8 +158,7 @@ def conjugate_gradient(
     """
     apply = _as_callable(operator)
     max_iter = v.check_int_at_least(max_iter, "max_iter", 1)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
-        raise ValueError(f"`tol` must be a number >= 0, got {tol!r}")
+    tol = v.check_tolerance(tol, "tol")
     with tf.name_scope(name or "conjugate_gradient"):
         b = v.as_float_tensor(rhs, "rhs")
         if b.shape.rank != 3:

@@ -182,8 +182,7 @@ def chebyshev_iteration(
     apply = _as_callable(operator)
     lower, upper = _check_bounds(lower, upper)
     max_iter = v.check_int_at_least(max_iter, "max_iter", 1)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
-        raise ValueError(f"`tol` must be a number >= 0, got {tol!r}")
+    tol = v.check_tolerance(tol, "tol")
     with tf.name_scope(name or "chebyshev_iteration"):
         b = v.as_float_tensor(rhs, "rhs")
         if b.shape.rank != 3:

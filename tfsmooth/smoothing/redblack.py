@@ -281,8 +281,7 @@ class RedBlackLaplacian:
         """
         method = v.check_choice(method, "method", RB_METHODS)
         max_iter = v.check_int_at_least(max_iter, "max_iter", 1)
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
-            raise ValueError(f"`tol` must be a number >= 0, got {tol!r}")
+        tol = v.check_tolerance(tol, "tol")
         solver = _compiled_rb_solver(
             self.height, self.width, self.alpha, method, max_iter, float(tol), jit_compile
         )

@@ -190,16 +190,8 @@ class Smoother:
         self.solver = v.check_choice(solver, "solver", SOLVERS)
         self.operator = v.check_choice(operator, "operator", OPERATORS)
         self.max_iter = v.check_int_at_least(max_iter, "max_iter", 1)
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
-            raise ValueError(f"`tol` must be a number >= 0, got {tol!r}")
-        self.tol = float(tol)
-        if grad_tol is not None and (
-            isinstance(grad_tol, bool)
-            or not isinstance(grad_tol, (int, float))
-            or not grad_tol >= 0
-        ):
-            raise ValueError(f"`grad_tol` must be None or a number >= 0, got {grad_tol!r}")
-        self.grad_tol = None if grad_tol is None else float(grad_tol)
+        self.tol = v.check_tolerance(tol, "tol")
+        self.grad_tol = v.check_tolerance(grad_tol, "grad_tol", allow_none=True)
         self.kernel = v.check_choice(kernel, "kernel", KERNELS)
         self.sigma = v.check_positive(sigma, "sigma")
         self.connectivity = v.check_choice(connectivity, "connectivity", NEIGHBOUR_OFFSETS)
