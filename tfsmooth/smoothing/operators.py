@@ -164,6 +164,16 @@ class StencilLaplacian(_Laplacian):
         x0 = None if x0 is None else tf.stop_gradient(x0)
         return solver(tf.stop_gradient(self._scaled_stencil), diagonal, rhs, x0)
 
+    def compiled_solver(
+        self, max_iter: int, tol: float
+    ) -> tuple[Callable[..., CGResult], tuple[tf.Tensor, tf.Tensor]]:
+        """The XLA-compiled CG solve ``solver(*tensors, rhs, x0)`` of :meth:`solve` and its
+        tensors, for callers that compile it together with more work."""
+        solver = _compiled_stencil_solver(
+            self.graph.offsets, self._height, self._width, max_iter, float(tol), True
+        )
+        return solver, (self._scaled_stencil, tf.constant(self._diagonal, self.dtype))
+
 
 @functools.lru_cache(maxsize=64)
 def _compiled_stencil_solver(

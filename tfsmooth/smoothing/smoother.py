@@ -43,7 +43,9 @@ the bound smoother at every attack iteration.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import tensorflow as tf
@@ -52,7 +54,7 @@ from tfsmooth import _validation as v
 from tfsmooth.graphs import KERNELS, NEIGHBOUR_OFFSETS, ImageGraph
 from tfsmooth.smoothing.cg import CGResult, conjugate_gradient
 from tfsmooth.smoothing.operators import SparseLaplacian, StencilLaplacian
-from tfsmooth.smoothing.redblack import RedBlackLaplacian
+from tfsmooth.smoothing.redblack import RedBlackLaplacian, _compiled_rb_solver
 
 logger = logging.getLogger(__name__)
 
@@ -159,8 +161,11 @@ class Smoother:
         per_channel: one graph per colour channel, each guided by that channel only (the
             authors' released code on ImageNet) instead of one graph for all channels (the paper).
         jit_compile: compile each iterative solve of the stencil operator with XLA (fuses an
-            iteration into a few memory passes; several times faster on CPU). The sparse
-            operator always runs without XLA.
+            iteration into a few memory passes; several times faster on CPU). Inside
+            :meth:`BoundSmoother.smooth` the deflation's glue (means, centring, division by
+            :math:`s(\mathbf{1})`, warm start) is compiled together with the solve, one
+            computation for the forward pass and one for the backward. The sparse operator
+            always runs without XLA.
 
     Example:
         >>> smoother = Smoother(0.95, solver="exact")
@@ -407,6 +412,31 @@ class BoundSmoother:
             )
         return conjugate_gradient(self.operator, rhs, x0=x0, max_iter=max_iter, tol=tol)
 
+    def _glue_solver(self, tol: float | None) -> _DeflatedSolve:
+        """The deflated forward / backward solves at ``tol`` (``None``: the smoother's), fused
+        with their glue into one XLA computation each when the solve itself is compiled."""
+        tol = self.smoother.tol if tol is None else tol
+        max_iter = self.smoother.max_iter
+        jit = self.smoother.jit_compile
+        core: Callable[..., CGResult] | None = None
+        tensors: tuple[tf.Tensor, ...] = ()
+        if jit and self.red_black is not None:
+            rb = self.red_black
+            method = "chebyshev" if self.solver == "rb_chebyshev" else "cg"
+            core = _compiled_rb_solver(
+                rb.height, rb.width, rb.alpha, method, max_iter, float(tol), True
+            )
+            tensors = (rb.red_weights, rb.black_weights, rb.schur_weights)
+        elif jit and isinstance(self.operator, StencilLaplacian) and self._inverse is None:
+            core, tensors = self.operator.compiled_solver(max_iter, float(tol))
+        if core is not None:
+            return _DeflatedSolve(core, tuple(tf.stop_gradient(t) for t in tensors), fused=True)
+
+        def solve(rhs: tf.Tensor, x0: tf.Tensor | None) -> CGResult:
+            return self.solve_systems(rhs, x0, tol=tol, max_iter=max_iter)
+
+        return _DeflatedSolve(solve, (), fused=False)
+
     def solve(self, z: Any, *, x0: Any = None) -> CGResult:
         """The unnormalized :math:`s(z) = L_\\alpha^{-1} z` in image layout, with solver statistics.
 
@@ -449,16 +479,16 @@ class BoundSmoother:
         channels = tf.shape(z)[3]
         ones_response = self.ones_response
         systems = self.to_systems(tf.cast(z, self.dtype))
+        # Deflation by the constants (iterative solvers; see _DeflatedSolve): with m the mean of
+        # each system, L^-1 z = m s(1) + L^-1 (z - m 1), and s(1) is solved to ONES_TOL, so only
+        # z - m 1 goes through the iterative solver: constants are preserved exactly whatever
+        # `tol`, and the error of the solve scales with the non-constant part of z only.
         deflate = self._inverse is None
-        # Deflation by the constants: with m the mean of each system, L^-1 z = m s(1) +
-        # L^-1 (z - m 1), and s(1) is solved to ONES_TOL, so only z - m 1 goes through the
-        # iterative solver: constants are preserved exactly whatever `tol`, and the error of the
-        # solve scales with the non-constant part of z only.
-        mean = tf.reduce_mean(systems, axis=1, keepdims=True) if deflate else None
-        start = None
+        start = guess = None
         if x0 is not None:
             guess = self.to_systems(tf.cast(self._check_signal(x0, "x0"), self.dtype))
-            start = (guess - mean) * ones_response if deflate else guess * ones_response
+            if not deflate:
+                start = guess * ones_response
         grad_start = None
         if grad_x0 is not None:
             grad_start = self.to_systems(
@@ -466,6 +496,8 @@ class BoundSmoother:
             )
         stats: list[CGResult] = []
         grad_tol = self.smoother.grad_tol
+        forward_solve = self._glue_solver(None)
+        backward_solve = self._glue_solver(grad_tol)
 
         @tf.custom_gradient
         def _smooth(systems: tf.Tensor) -> tuple[tf.Tensor, Any]:
@@ -481,21 +513,13 @@ class BoundSmoother:
             # The forward map is F = M + D^-1 P (I - M), with M the mean projection, D =
             # diag(s(1)) and P the solver's map; its adjoint F^T = M + (I - M) P D^-1 is the
             # backward pass (P is symmetric for a cold Chebyshev solve, so the gradient is exact).
-            centred = systems - mean
-            forward = self.solve_systems(centred, start)
-            norm = tf.norm(systems, axis=1)
-            scale = tf.math.divide_no_nan(tf.norm(centred, axis=1), norm)  # [G, C']
-            stats.append(forward._replace(residual_norm=forward.residual_norm * scale))
+            output, iterations, residual = forward_solve.forward(systems, guess, ones_response)
+            stats.append(CGResult(output, residual, iterations))
 
             def grad_deflated(upstream: tf.Tensor) -> tf.Tensor:
-                solved = self.solve_systems(upstream / ones_response, grad_start, tol=grad_tol).x
-                return (
-                    solved
-                    - tf.reduce_mean(solved, axis=1, keepdims=True)
-                    + tf.reduce_mean(upstream, axis=1, keepdims=True)
-                )
+                return backward_solve.backward(upstream, grad_start, ones_response)
 
-            return mean + forward.x / ones_response, grad_deflated
+            return output, grad_deflated
 
         out = tf.cast(self.from_systems(_smooth(systems), channels), in_dtype)
         return SmoothResult(out, stats[0].iterations, stats[0].residual_norm)
@@ -506,3 +530,75 @@ class BoundSmoother:
 
     def __repr__(self) -> str:
         return f"BoundSmoother(guide_shape={tuple(self.guide.shape)}, {self.smoother!r})"
+
+
+def _deflated_forward(
+    solve: Callable[..., CGResult],
+    systems: tf.Tensor,
+    guess: tf.Tensor | None,
+    ones_response: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """``F z = m + P (z - m 1) / s(1)`` with its iterations and full-system relative residual.
+
+    ``guess`` is a guess of the output (e.g. the previous one), turned into a warm start of the
+    centred solve."""
+    mean = tf.reduce_mean(systems, axis=1, keepdims=True)
+    centred = systems - mean
+    start = None if guess is None else (guess - mean) * ones_response
+    result = solve(centred, start)
+    # the solver's residual is relative to the centred right-hand side; rescale it to z
+    scale = tf.math.divide_no_nan(tf.norm(centred, axis=1), tf.norm(systems, axis=1))
+    return mean + result.x / ones_response, result.iterations, result.residual_norm * scale
+
+
+def _deflated_backward(
+    solve: Callable[..., CGResult],
+    upstream: tf.Tensor,
+    start: tf.Tensor | None,
+    ones_response: tf.Tensor,
+) -> tf.Tensor:
+    """The adjoint ``F^T g = M g + (I - M) P (g / s(1))`` of :func:`_deflated_forward`."""
+    solved = solve(upstream / ones_response, start).x
+    return (
+        solved
+        - tf.reduce_mean(solved, axis=1, keepdims=True)
+        + tf.reduce_mean(upstream, axis=1, keepdims=True)
+    )
+
+
+@functools.lru_cache(maxsize=128)
+def _fused(core: Callable[..., CGResult], backward: bool) -> Callable[..., Any]:
+    """One XLA computation for a compiled solver ``core(*tensors, rhs, x0)`` and its deflation
+    glue (the glue alone is a dozen image-sized passes op by op; ``core`` is cached per static
+    configuration, so is this)."""
+    glue = _deflated_backward if backward else _deflated_forward
+
+    def run(tensors: tuple[tf.Tensor, ...], a: tf.Tensor, b: Any, ones: tf.Tensor) -> Any:
+        return glue(lambda rhs, x0: core(*tensors, rhs, x0), a, b, ones)
+
+    return tf.function(run, jit_compile=True)
+
+
+class _DeflatedSolve:
+    """The deflated forward and backward solves of :meth:`BoundSmoother.smooth` (no gradient)."""
+
+    def __init__(
+        self, core: Callable[..., CGResult], tensors: tuple[tf.Tensor, ...], *, fused: bool
+    ) -> None:
+        self._core, self._tensors, self._fused = core, tensors, fused
+
+    def forward(
+        self, systems: tf.Tensor, guess: tf.Tensor | None, ones: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        systems = tf.stop_gradient(systems)
+        guess = None if guess is None else tf.stop_gradient(guess)
+        if self._fused:
+            return _fused(self._core, False)(self._tensors, systems, guess, ones)
+        return _deflated_forward(self._core, systems, guess, ones)
+
+    def backward(self, upstream: tf.Tensor, start: tf.Tensor | None, ones: tf.Tensor) -> tf.Tensor:
+        upstream = tf.stop_gradient(upstream)
+        start = None if start is None else tf.stop_gradient(start)
+        if self._fused:
+            return _fused(self._core, True)(self._tensors, upstream, start, ones)
+        return _deflated_backward(self._core, upstream, start, ones)
