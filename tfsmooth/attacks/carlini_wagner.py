@@ -349,11 +349,15 @@ class L2CarliniWagnerAttack(MinimizationAttack):
                     tf.constant(0), tf.constant(False), zeros, zeros, zeros, zeros, zeros,
                     inf, tf.zeros([batch], tf.bool), best_adv, best_dist, best_latent, cg_total,
                 )  # fmt: skip
+                # One step at a time: with overlapping iterations (TF's default 10), the previous
+                # step's bookkeeping ran beside the smoother's compiled solves and slowed them by
+                # a third on 2 cores (benchmarks/attack_steps.py); C&W itself is unaffected.
                 out = tf.while_loop(
                     lambda step, stop, *_: tf.logical_and(step < steps, tf.logical_not(stop)),
                     step_body,
                     state,
                     maximum_iterations=steps,
+                    parallel_iterations=1,
                 )
                 steps_run, found = out[0], out[8]
                 best_adv, best_dist, best_latent, cg_total = out[9], out[10], out[11], out[12]
