@@ -350,8 +350,8 @@ class L2CarliniWagnerAttack(MinimizationAttack):
                     inf, tf.zeros([batch], tf.bool), best_adv, best_dist, best_latent, cg_total,
                 )  # fmt: skip
                 # One step at a time: with overlapping iterations (TF's default 10), the previous
-                # step's bookkeeping ran beside the smoother's compiled solves and slowed them by
-                # a third on 2 cores (benchmarks/attack_steps.py); C&W itself is unaffected.
+                # step's bookkeeping ran beside the smoother's compiled solves and made them about
+                # 40 % slower on 2 cores (benchmarks/attack_steps.py); C&W itself is unaffected.
                 out = tf.while_loop(
                     lambda step, stop, *_: tf.logical_and(step < steps, tf.logical_not(stop)),
                     step_body,

@@ -153,24 +153,21 @@ class StencilLaplacian(_Laplacian):
             >>> bool(np.allclose(fast, slow, atol=1e-5))
             True
         """
-        solver = _compiled_stencil_solver(
-            self.graph.offsets, self._height, self._width, max_iter, float(tol), jit_compile
-        )
-        diagonal = tf.constant(self._diagonal, self.dtype)
+        solver, (stencil, diagonal) = self.compiled_solver(max_iter, tol, jit_compile=jit_compile)
         # No gradient is defined through the solve (the smoother's custom gradient is another
         # solve); stopping it here keeps a watching tape from asking XLA for a gradient-ready
         # while loop.
         rhs = tf.stop_gradient(rhs)
         x0 = None if x0 is None else tf.stop_gradient(x0)
-        return solver(tf.stop_gradient(self._scaled_stencil), diagonal, rhs, x0)
+        return solver(tf.stop_gradient(stencil), diagonal, rhs, x0)
 
     def compiled_solver(
-        self, max_iter: int, tol: float
+        self, max_iter: int, tol: float, *, jit_compile: bool = True
     ) -> tuple[Callable[..., CGResult], tuple[tf.Tensor, tf.Tensor]]:
-        """The XLA-compiled CG solve ``solver(*tensors, rhs, x0)`` of :meth:`solve` and its
-        tensors, for callers that compile it together with more work."""
+        """The ``tf.function`` of :meth:`solve`, ``solver(*tensors, rhs, x0)`` (one per static
+        configuration, cached), and its tensors; for callers that compile it with more work."""
         solver = _compiled_stencil_solver(
-            self.graph.offsets, self._height, self._width, max_iter, float(tol), True
+            self.graph.offsets, self._height, self._width, max_iter, float(tol), jit_compile
         )
         return solver, (self._scaled_stencil, tf.constant(self._diagonal, self.dtype))
 

@@ -282,9 +282,7 @@ class RedBlackLaplacian:
         method = v.check_choice(method, "method", RB_METHODS)
         max_iter = v.check_int_at_least(max_iter, "max_iter", 1)
         tol = v.check_tolerance(tol, "tol")
-        solver = _compiled_rb_solver(
-            self.height, self.width, self.alpha, method, max_iter, float(tol), jit_compile
-        )
+        solver, weights = self.compiled_solver(method, max_iter, tol, jit_compile=jit_compile)
         rhs = v.as_float_tensor(rhs, "rhs", dtype=self.dtype)
         n = self.height * self.width
         if rhs.shape.rank != 3 or (rhs.shape[1] is not None and rhs.shape[1] != n):
@@ -300,8 +298,17 @@ class RedBlackLaplacian:
                 )
             x0 = tf.stop_gradient(x0)
         rhs = tf.stop_gradient(rhs)
-        weights = (self.red_weights, self.black_weights, self.schur_weights)
         return solver(*(tf.stop_gradient(w) for w in weights), rhs, x0)
+
+    def compiled_solver(
+        self, method: str, max_iter: int, tol: float, *, jit_compile: bool = True
+    ) -> tuple[Callable[..., CGResult], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
+        """The ``tf.function`` of :meth:`solve`, ``solver(*weights, rhs, x0)`` (one per static
+        configuration, cached), and its weights; for callers that compile it with more work."""
+        solver = _compiled_rb_solver(
+            self.height, self.width, self.alpha, method, max_iter, float(tol), jit_compile
+        )
+        return solver, (self.red_weights, self.black_weights, self.schur_weights)
 
     def cold_steps(self, tol: float, max_iter: int) -> int:
         """Chebyshev steps of a cold solve to full relative residual ``tol`` (capped)."""

@@ -54,7 +54,7 @@ from tfsmooth import _validation as v
 from tfsmooth.graphs import KERNELS, NEIGHBOUR_OFFSETS, ImageGraph
 from tfsmooth.smoothing.cg import CGResult, conjugate_gradient
 from tfsmooth.smoothing.operators import SparseLaplacian, StencilLaplacian
-from tfsmooth.smoothing.redblack import RedBlackLaplacian, _compiled_rb_solver
+from tfsmooth.smoothing.redblack import RedBlackLaplacian
 
 logger = logging.getLogger(__name__)
 
@@ -401,7 +401,7 @@ class BoundSmoother:
             return self.red_black.solve(
                 rhs,
                 x0=x0,
-                method="chebyshev" if self.solver == "rb_chebyshev" else "cg",
+                method=self._rb_method,
                 max_iter=max_iter,
                 tol=tol,
                 jit_compile=self.smoother.jit_compile,
@@ -412,6 +412,11 @@ class BoundSmoother:
             )
         return conjugate_gradient(self.operator, rhs, x0=x0, max_iter=max_iter, tol=tol)
 
+    @property
+    def _rb_method(self) -> str:
+        """The iteration on the red-black reduced system of the ``rb_*`` solvers."""
+        return "chebyshev" if self.solver == "rb_chebyshev" else "cg"
+
     def _glue_solver(self, tol: float | None) -> _DeflatedSolve:
         """The deflated forward / backward solves at ``tol`` (``None``: the smoother's), fused
         with their glue into one XLA computation each when the solve itself is compiled."""
@@ -421,12 +426,7 @@ class BoundSmoother:
         core: Callable[..., CGResult] | None = None
         tensors: tuple[tf.Tensor, ...] = ()
         if jit and self.red_black is not None:
-            rb = self.red_black
-            method = "chebyshev" if self.solver == "rb_chebyshev" else "cg"
-            core = _compiled_rb_solver(
-                rb.height, rb.width, rb.alpha, method, max_iter, float(tol), True
-            )
-            tensors = (rb.red_weights, rb.black_weights, rb.schur_weights)
+            core, tensors = self.red_black.compiled_solver(self._rb_method, max_iter, tol)
         elif jit and isinstance(self.operator, StencilLaplacian) and self._inverse is None:
             core, tensors = self.operator.compiled_solver(max_iter, float(tol))
         if core is not None:
@@ -496,8 +496,6 @@ class BoundSmoother:
             )
         stats: list[CGResult] = []
         grad_tol = self.smoother.grad_tol
-        forward_solve = self._glue_solver(None)
-        backward_solve = self._glue_solver(grad_tol)
 
         @tf.custom_gradient
         def _smooth(systems: tf.Tensor) -> tuple[tf.Tensor, Any]:
@@ -513,11 +511,13 @@ class BoundSmoother:
             # The forward map is F = M + D^-1 P (I - M), with M the mean projection, D =
             # diag(s(1)) and P the solver's map; its adjoint F^T = M + (I - M) P D^-1 is the
             # backward pass (P is symmetric for a cold Chebyshev solve, so the gradient is exact).
-            output, iterations, residual = forward_solve.forward(systems, guess, ones_response)
+            output, iterations, residual = self._glue_solver(None).forward(
+                systems, guess, ones_response
+            )
             stats.append(CGResult(output, residual, iterations))
 
             def grad_deflated(upstream: tf.Tensor) -> tf.Tensor:
-                return backward_solve.backward(upstream, grad_start, ones_response)
+                return self._glue_solver(grad_tol).backward(upstream, grad_start, ones_response)
 
             return output, grad_deflated
 
