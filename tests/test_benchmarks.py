@@ -98,3 +98,32 @@ def test_attack_steps_renders_old_and_new_results():
         assert "sC&W, default" in text and "ratio" in text
         for goal in result["goals"]:
             assert goal["met"] == (goal["ratio"] <= steps.GOAL_RATIO)
+
+
+def test_half_storage_kernel_is_the_library_solve_and_results_render():
+    import tensorflow as tf
+
+    from tfsmooth.graphs import ImageGraph
+    from tfsmooth.smoothing import RedBlackLaplacian, StencilLaplacian
+
+    half = _load("half_storage")
+    graph = ImageGraph(tf.random.stateless_uniform([2, 12, 13, 3], seed=[0, 1]))
+    rb = RedBlackLaplacian(graph, half.ALPHA)
+    rhs = tf.random.stateless_normal([2, 12 * 13, 3], seed=[2, 3])
+    steps = rb.cold_steps(1e-3, 1000)
+    weights = (rb.red_weights, rb.black_weights, rb.schur_weights)
+    reference = rb.solve(rhs, method="chebyshev", max_iter=steps, tol=1e-3).x.numpy()
+    x32 = half.chebyshev_kernel(12, 13, steps, "float32", "float32")(*weights, rhs).numpy()
+    np.testing.assert_allclose(x32, reference, rtol=0, atol=1e-5 * np.abs(reference).max())
+    stencil = StencilLaplacian(graph, half.ALPHA)
+    assert half.true_residual(stencil, rhs, tf.constant(x32)) <= 1e-3
+    # 16-bit vectors are scaled per system, so a tiny right-hand side does not underflow.
+    small = rhs * 1e-6
+    x16 = half.chebyshev_kernel(12, 13, steps, "float16", "float32")(*weights, small)
+    assert half.true_residual(stencil, small, x16) <= 1e-2
+
+    result = json.loads((ROOT / "benchmarks" / "results" / "half_storage.json").read_text())
+    for row in result["rows"]:
+        assert row["meets_tol"] == all(r <= row["tol"] for r in row["true_residual"].values())
+    text = half.render_markdown(result)
+    assert text.startswith("# 16-bit storage") and "| float16 | float32 |" in text

@@ -1,0 +1,234 @@
+"""Benchmark: 16-bit storage in the reduced Chebyshev solve (accuracy and time against float32).
+
+Usage::
+
+    python benchmarks/half_storage.py            # B=8 at 299x299x3, 5 repetitions
+    python benchmarks/half_storage.py --quick    # B=2, 2 repetitions
+    python benchmarks/half_storage.py --batch 32 --out /tmp/h32.json   # e.g. on a GPU
+    python benchmarks/half_storage.py --render-only benchmarks/results/half_storage.json
+
+The question (issue 11): the solve is bound by memory traffic, so storing the iteration's vectors
+(residual and direction) or the stencil weights in 16 bits, with the arithmetic and the solution in
+float32, could cut its cost; where does the accuracy allow it, and does it pay?
+
+What runs: the default solver's kernel, red-black Chebyshev on the Schur complement
+:math:`S = I - \\alpha^2 B B^\\top` at alpha 0.997 on 299x299 natural photos, cold, with the
+closed-form step count for the full-system tolerance ``tol``. The loop is written here (with
+tfsmooth's packing and stencil kernels) so that the storage type of each array can be chosen:
+the residual ``r`` and direction ``d`` (``vectors``), the 9-point weights of :math:`S`
+(``weights``). The solution stays float32. For 16-bit vectors every system is first scaled to a
+unit reduced right-hand side, so that float16's range holds the residual down to 1e-4 (the map is
+linear, the scale is undone at the end). The float32 row is checked against the library's own
+``RedBlackLaplacian.solve`` (same time, same result).
+
+Reported per (vectors, weights, tol): median time of a solve (XLA, results fetched), its ratio to
+the float32 kernel timed in the same repetitions, and the *true* relative residual of the full
+system, :math:`\\max \\lVert b - L_\\alpha x\\rVert / \\lVert b\\rVert` over the image x channel
+systems, for white-noise and photo right-hand sides; ``meets`` says whether it is <= ``tol``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import sys
+import time
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import tensorflow as tf  # noqa: E402
+from smoothing import machine_facts, photo_batch  # noqa: E402
+
+from tfsmooth.graphs import ImageGraph  # noqa: E402
+from tfsmooth.smoothing import RedBlackLaplacian, StencilLaplacian  # noqa: E402
+from tfsmooth.smoothing import redblack as rbm  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ALPHA = 0.997
+SIZE = 299
+TOLS = (1e-2, 1e-3, 1e-4)
+DTYPES = {"float32": tf.float32, "float16": tf.float16, "bfloat16": tf.bfloat16}
+#: (vectors, weights) storage types, the float32 reference first.
+VARIANTS = (
+    ("float32", "float32"),
+    ("float16", "float32"),
+    ("bfloat16", "float32"),
+    ("float32", "float16"),
+    ("float32", "bfloat16"),
+    ("float16", "float16"),
+)
+
+
+def chebyshev_kernel(height: int, width: int, steps: int, vectors: str, weights: str) -> Any:
+    """A jit-compiled cold red-black Chebyshev solve with the given storage types."""
+    vdt, wdt = DTYPES[vectors], DTYPES[weights]
+    lower, upper = 1.0 - ALPHA**2, 1.0
+    theta, delta = 0.5 * (upper + lower), 0.5 * (upper - lower)
+    sigma = theta / delta
+    scaled = vdt != tf.float32
+
+    @tf.function(jit_compile=True)
+    def solve(red_w: tf.Tensor, black_w: tf.Tensor, schur_w: tf.Tensor, rhs: tf.Tensor) -> Any:
+        even = rbm._even_rows(height)
+        shape = tf.stack([tf.shape(rhs)[0], height, width, tf.shape(rhs)[2]])
+        c = tf.reshape(rhs, shape) * (1.0 - ALPHA)
+        c_r, c_b = rbm._pack(c, height, width)
+        reduced = c_r + ALPHA * rbm._cross(c_b, red_w, even, True)
+        if scaled:
+            scale = tf.sqrt(tf.reduce_sum(tf.square(reduced), axis=[2, 3], keepdims=True))
+            scale = tf.where(scale > 0, scale, tf.ones_like(scale))
+            reduced = reduced / scale
+        stored_w = tf.cast(schur_w, wdt)
+
+        def body(i: tf.Tensor, y: tf.Tensor, r16: tf.Tensor, d16: tf.Tensor, rho: tf.Tensor):
+            d = tf.cast(d16, tf.float32)
+            w = tf.cast(stored_w, tf.float32)
+            y = y + d
+            r = tf.cast(r16, tf.float32) - rbm._apply_schur(d, w, even)
+            rho_next = 1.0 / (2.0 * sigma - rho)
+            d = (rho_next * rho) * d + (2.0 * rho_next / delta) * r
+            return i + 1, y, tf.cast(r, vdt), tf.cast(d, vdt), rho_next
+
+        y0 = tf.zeros_like(reduced)
+        start = (0, y0, tf.cast(reduced, vdt), tf.cast(reduced / theta, vdt), delta / theta)
+        _, y, _, _, _ = tf.while_loop(lambda i, *_: i < steps, body, start, parallel_iterations=1)
+        if scaled:
+            y = y * scale
+        x_b = c_b + ALPHA * rbm._cross(y, black_w, even, False)
+        return tf.reshape(rbm._unpack(y, x_b, height, width), tf.shape(rhs))
+
+    return solve
+
+
+def true_residual(stencil: StencilLaplacian, rhs: tf.Tensor, x: tf.Tensor) -> float:
+    """Largest relative residual of the full system over the image x channel systems."""
+    r = tf.norm(rhs - stencil.matmul(x), axis=1) / tf.norm(rhs, axis=1)
+    return float(tf.reduce_max(r))
+
+
+def run(batch: int, reps: int) -> dict[str, Any]:
+    guide = photo_batch(SIZE, batch)
+    graph = ImageGraph(guide)
+    rb = RedBlackLaplacian(graph, ALPHA)
+    stencil = StencilLaplacian(graph, ALPHA)
+    n = SIZE * SIZE
+    rhs = {
+        "white noise": tf.random.stateless_normal([batch, n, 3], seed=[1, 2]),
+        "photo": tf.reshape(guide, [batch, n, 3]),
+    }
+    weights = (rb.red_weights, rb.black_weights, rb.schur_weights)
+    rows = []
+    for tol in TOLS:
+        steps = rb.cold_steps(tol, 1000)
+        kernels = {variant: chebyshev_kernel(SIZE, SIZE, steps, *variant) for variant in VARIANTS}
+
+        def library(b: tf.Tensor, tol: float = tol, steps: int = steps) -> tf.Tensor:
+            return rb.solve(b, method="chebyshev", max_iter=steps, tol=tol).x
+
+        calls: dict[Any, Any] = {v: (lambda b, k=k: k(*weights, b)) for v, k in kernels.items()}
+        calls["library"] = library
+        noise = rhs["white noise"]
+        for fn in calls.values():  # trace and compile
+            fn(noise).numpy()
+        times: dict[Any, list[float]] = {key: [] for key in calls}
+        for _ in range(reps):
+            for key, fn in calls.items():
+                start = time.perf_counter()
+                fn(noise).numpy()
+                times[key].append(time.perf_counter() - start)
+        reference = times[VARIANTS[0]]
+        library_x = library(noise)
+        reference_x = calls[VARIANTS[0]](noise)
+        library_gap = float(
+            tf.reduce_max(tf.abs(library_x - reference_x)) / tf.reduce_max(tf.abs(library_x))
+        )
+        for key in calls:
+            residuals = {name: true_residual(stencil, b, calls[key](b)) for name, b in rhs.items()}
+            ratios = [a / b for a, b in zip(times[key], reference)]
+            vectors, weights_type = key if key != "library" else ("float32", "float32")
+            rows.append(
+                {
+                    "tol": tol,
+                    "steps": steps,
+                    "kernel": "library RedBlackLaplacian.solve" if key == "library" else "here",
+                    "vectors": vectors,
+                    "weights": weights_type,
+                    "median_ms": 1e3 * statistics.median(times[key]),
+                    "ratio_to_float32": statistics.median(ratios),
+                    "true_residual": residuals,
+                    "meets_tol": all(value <= tol for value in residuals.values()),
+                    **({"max_rel_diff_to_float32_kernel": library_gap} if key == "library" else {}),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return {"batch_shape": [batch, SIZE, SIZE, 3], "alpha": ALPHA, "reps": reps, "rows": rows}
+
+
+def render_markdown(res: dict[str, Any]) -> str:
+    machine = res["machine"]
+    lines = [
+        "# 16-bit storage in the red-black Chebyshev solve",
+        "",
+        f"`python benchmarks/half_storage.py{' --quick' if res['quick'] else ''}`"
+        f" — {machine['date']}; {machine['device']}, {machine['cpu_count']} CPUs, TensorFlow"
+        f" {machine['tensorflow']}; 1-min load average {machine['load_average_1min_at_start']:.1f}"
+        " at start.",
+        "",
+        f"Cold solve of {res['batch_shape']} at α = {res['alpha']} (photo guides), XLA; time"
+        f" = median of {res['reps']} interleaved repetitions; ratio = to the float32 kernel in"
+        " the same repetitions; residual = true relative residual of the full system, max over"
+        " the image × channel systems.",
+        "",
+        "| tol | steps | kernel | vectors | weights | ms | ratio | residual (noise) |"
+        " residual (photo) | meets tol |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in res["rows"]:
+        residual = row["true_residual"]
+        lines.append(
+            f"| {row['tol']:g} | {row['steps']} | {row['kernel']} | {row['vectors']} |"
+            f" {row['weights']} | {row['median_ms']:.1f} | {row['ratio_to_float32']:.2f} |"
+            f" {residual['white noise']:.2e} | {residual['photo']:.2e} |"
+            f" {'yes' if row['meets_tol'] else '**no**'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="B=2, 2 repetitions")
+    parser.add_argument("--batch", type=int, default=None, help="images per solve (8; 2 quick)")
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions (5; 2 quick)")
+    parser.add_argument("--out", type=pathlib.Path, default=None, help="JSON output path")
+    parser.add_argument("--render-only", type=pathlib.Path, help="re-render the table of a JSON")
+    args = parser.parse_args(argv)
+    if args.render_only:
+        saved = json.loads(args.render_only.read_text())
+        args.render_only.with_suffix(".md").write_text(render_markdown(saved))
+        return 0
+    batch = args.batch or (2 if args.quick else 8)
+    reps = args.reps or (2 if args.quick else 5)
+    if batch < 1 or reps < 1:
+        raise SystemExit(f"--batch and --reps must be >= 1, got {batch} and {reps}")
+    tf.get_logger().setLevel("ERROR")
+    res: dict[str, Any] = {"machine": machine_facts(), "quick": args.quick}
+    started = time.perf_counter()
+    res.update(run(batch, reps))
+    res["total_s"] = time.perf_counter() - started
+    name = "half_storage_quick.json" if args.quick else "half_storage.json"
+    out = args.out or ROOT / "benchmarks" / "results" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    out.with_suffix(".md").write_text(render_markdown(res))
+    print(render_markdown(res))
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
