@@ -100,13 +100,13 @@ def test_attack_steps_renders_old_and_new_results():
             assert goal["met"] == (goal["ratio"] <= steps.GOAL_RATIO)
 
 
-def test_half_storage_kernel_is_the_library_solve_and_results_render():
+def test_kernel_variants_are_the_library_solve_and_results_render():
     import tensorflow as tf
 
     from tfsmooth.graphs import ImageGraph
     from tfsmooth.smoothing import RedBlackLaplacian, StencilLaplacian
 
-    half = _load("half_storage")
+    half = _load("kernel_variants")
     graph = ImageGraph(tf.random.stateless_uniform([2, 12, 13, 3], seed=[0, 1]))
     rb = RedBlackLaplacian(graph, half.ALPHA)
     rhs = tf.random.stateless_normal([2, 12 * 13, 3], seed=[2, 3])
@@ -122,8 +122,13 @@ def test_half_storage_kernel_is_the_library_solve_and_results_render():
     x16 = half.chebyshev_kernel(12, 13, steps, "float16", "float32")(*weights, small)
     assert half.true_residual(stencil, small, x16) <= 1e-2
 
-    result = json.loads((ROOT / "benchmarks" / "results" / "half_storage.json").read_text())
-    for row in result["rows"]:
+    unrolled = half.chebyshev_kernel(12, 13, 3, "float32", "float32", unroll=True)(*weights, rhs)
+    looped = half.chebyshev_kernel(12, 13, 3, "float32", "float32")(*weights, rhs)
+    np.testing.assert_allclose(unrolled, looped, rtol=0, atol=1e-5 * np.abs(looped).max())
+
+    result = json.loads((ROOT / "benchmarks" / "results" / "kernel_variants.json").read_text())
+    for row in result["storage"]["rows"]:
         assert row["meets_tol"] == all(r <= row["tol"] for r in row["true_residual"].values())
     text = half.render_markdown(result)
-    assert text.startswith("# 16-bit storage") and "| float16 | float32 |" in text
+    assert text.startswith("# Variants") and "| float16 | float32 |" in text
+    assert "| unrolled |" in text

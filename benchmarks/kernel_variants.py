@@ -1,30 +1,31 @@
-"""Benchmark: 16-bit storage in the reduced Chebyshev solve (accuracy and time against float32).
+"""Benchmark: variants of the default solver's kernel (16-bit storage, unrolled loop) vs float32.
 
 Usage::
 
-    python benchmarks/half_storage.py            # B=8 at 299x299x3, 5 repetitions
-    python benchmarks/half_storage.py --quick    # B=2, 2 repetitions
-    python benchmarks/half_storage.py --batch 32 --out /tmp/h32.json   # e.g. on a GPU
-    python benchmarks/half_storage.py --render-only benchmarks/results/half_storage.json
+    python benchmarks/kernel_variants.py            # B=8 at 299x299x3, 5 repetitions
+    python benchmarks/kernel_variants.py --quick    # B=2, 2 repetitions
+    python benchmarks/kernel_variants.py --batch 32 --out /tmp/k32.json   # e.g. on a GPU
+    python benchmarks/kernel_variants.py --sections l   # s: storage, l: loop form
+    python benchmarks/kernel_variants.py --render-only benchmarks/results/kernel_variants.json
 
-The question (issue 11): the solve is bound by memory traffic, so storing the iteration's vectors
-(residual and direction) or the stencil weights in 16 bits, with the arithmetic and the solution in
-float32, could cut its cost; where does the accuracy allow it, and does it pay?
-
-What runs: the default solver's kernel, red-black Chebyshev on the Schur complement
+The kernel is the default solver's: red-black Chebyshev on the Schur complement
 :math:`S = I - \\alpha^2 B B^\\top` at alpha 0.997 on 299x299 natural photos, cold, with the
-closed-form step count for the full-system tolerance ``tol``. The loop is written here (with
-tfsmooth's packing and stencil kernels) so that the storage type of each array can be chosen:
-the residual ``r`` and direction ``d`` (``vectors``), the 9-point weights of :math:`S`
-(``weights``). The solution stays float32. For 16-bit vectors every system is first scaled to a
-unit reduced right-hand side, so that float16's range holds the residual down to 1e-4 (the map is
-linear, the scale is undone at the end). The float32 row is checked against the library's own
-``RedBlackLaplacian.solve`` (same time, same result).
+closed-form step count for the full-system tolerance ``tol``. It is written here (with
+tfsmooth's packing and stencil kernels) so that its variants can be chosen; the float32
+while-loop form is checked against the library's own ``RedBlackLaplacian.solve``.
 
-Reported per (vectors, weights, tol): median time of a solve (XLA, results fetched), its ratio to
-the float32 kernel timed in the same repetitions, and the *true* relative residual of the full
-system, :math:`\\max \\lVert b - L_\\alpha x\\rVert / \\lVert b\\rVert` over the image x channel
-systems, for white-noise and photo right-hand sides; ``meets`` says whether it is <= ``tol``.
+s. **Storage** (issue 11: the solve is bound by memory traffic; would 16 bits cut its cost, and
+   where does the accuracy allow it?): the residual ``r`` and direction ``d`` (``vectors``) and
+   the 9-point weights of :math:`S` (``weights``) stored in float32, float16 or bfloat16, the
+   arithmetic and the solution in float32. For 16-bit vectors every system is first scaled to a
+   unit reduced right-hand side, so that float16's range holds the residual down to 1e-4 (the
+   map is linear; the scale is undone at the end). Per (vectors, weights, tol): median time, its
+   ratio to the float32 kernel in the same repetitions, and the *true* relative residual of the
+   full system, max over the image x channel systems, for white-noise and photo right-hand
+   sides; ``meets_tol`` says whether it is <= ``tol``. A row times the library's solve.
+l. **Loop form** (a fixed-degree polynomial can be unrolled, leaving no loop to synchronize
+   on): the same float32 steps as a ``tf.while_loop`` and unrolled in Python, for a few step
+   counts; first call (trace and XLA compile) and median time.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from smoothing import machine_facts, photo_batch  # noqa: E402
 
@@ -64,8 +66,11 @@ VARIANTS = (
 )
 
 
-def chebyshev_kernel(height: int, width: int, steps: int, vectors: str, weights: str) -> Any:
-    """A jit-compiled cold red-black Chebyshev solve with the given storage types."""
+def chebyshev_kernel(
+    height: int, width: int, steps: int, vectors: str, weights: str, *, unroll: bool = False
+) -> Any:
+    """A jit-compiled cold red-black Chebyshev solve with the given storage types, as a
+    ``tf.while_loop`` or (``unroll``) as ``steps`` copies of the step."""
     vdt, wdt = DTYPES[vectors], DTYPES[weights]
     lower, upper = 1.0 - ALPHA**2, 1.0
     theta, delta = 0.5 * (upper + lower), 0.5 * (upper - lower)
@@ -95,8 +100,13 @@ def chebyshev_kernel(height: int, width: int, steps: int, vectors: str, weights:
             return i + 1, y, tf.cast(r, vdt), tf.cast(d, vdt), rho_next
 
         y0 = tf.zeros_like(reduced)
-        start = (0, y0, tf.cast(reduced, vdt), tf.cast(reduced / theta, vdt), delta / theta)
-        _, y, _, _, _ = tf.while_loop(lambda i, *_: i < steps, body, start, parallel_iterations=1)
+        state = (0, y0, tf.cast(reduced, vdt), tf.cast(reduced / theta, vdt), delta / theta)
+        if unroll:
+            for _ in range(steps):
+                state = body(*state)
+        else:
+            state = tf.while_loop(lambda i, *_: i < steps, body, state, parallel_iterations=1)
+        y = state[1]
         if scaled:
             y = y * scale
         x_b = c_b + ALPHA * rbm._cross(y, black_w, even, False)
@@ -111,18 +121,22 @@ def true_residual(stencil: StencilLaplacian, rhs: tf.Tensor, x: tf.Tensor) -> fl
     return float(tf.reduce_max(r))
 
 
-def run(batch: int, reps: int) -> dict[str, Any]:
+def setup(batch: int) -> tuple[ImageGraph, RedBlackLaplacian, dict[str, tf.Tensor]]:
     guide = photo_batch(SIZE, batch)
     graph = ImageGraph(guide)
-    rb = RedBlackLaplacian(graph, ALPHA)
-    stencil = StencilLaplacian(graph, ALPHA)
     n = SIZE * SIZE
     rhs = {
         "white noise": tf.random.stateless_normal([batch, n, 3], seed=[1, 2]),
         "photo": tf.reshape(guide, [batch, n, 3]),
     }
+    return graph, RedBlackLaplacian(graph, ALPHA), rhs
+
+
+def section_storage(batch: int, reps: int) -> dict[str, Any]:
+    graph, rb, rhs = setup(batch)
+    stencil = StencilLaplacian(graph, ALPHA)
     weights = (rb.red_weights, rb.black_weights, rb.schur_weights)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for tol in TOLS:
         steps = rb.cold_steps(tol, 1000)
         kernels = {variant: chebyshev_kernel(SIZE, SIZE, steps, *variant) for variant in VARIANTS}
@@ -166,36 +180,90 @@ def run(batch: int, reps: int) -> dict[str, Any]:
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
-    return {"batch_shape": [batch, SIZE, SIZE, 3], "alpha": ALPHA, "reps": reps, "rows": rows}
+    return {"rows": rows}
+
+
+def section_loop(batch: int, reps: int, step_counts: tuple[int, ...]) -> dict[str, Any]:
+    _, rb, rhs = setup(batch)
+    weights = (rb.red_weights, rb.black_weights, rb.schur_weights)
+    noise = rhs["white noise"]
+    rows: list[dict[str, Any]] = []
+    for steps in step_counts:
+        results = {}
+        for unroll in (False, True):
+            kernel = chebyshev_kernel(SIZE, SIZE, steps, "float32", "float32", unroll=unroll)
+            start = time.perf_counter()
+            results[unroll] = kernel(*weights, noise).numpy()
+            first = time.perf_counter() - start
+            times = []
+            for _ in range(reps):
+                start = time.perf_counter()
+                kernel(*weights, noise).numpy()
+                times.append(time.perf_counter() - start)
+            rows.append(
+                {
+                    "steps": steps,
+                    "form": "unrolled" if unroll else "while_loop",
+                    "first_call_s": first,
+                    "median_ms": 1e3 * statistics.median(times),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+        rows[-1]["ratio_to_while_loop"] = rows[-1]["median_ms"] / rows[-2]["median_ms"]
+        scale = float(np.abs(results[False]).max())
+        rows[-1]["max_rel_diff_to_while_loop"] = (
+            float(np.abs(results[True] - results[False]).max()) / scale
+        )
+    return {"rows": rows}
 
 
 def render_markdown(res: dict[str, Any]) -> str:
     machine = res["machine"]
     lines = [
-        "# 16-bit storage in the red-black Chebyshev solve",
+        "# Variants of the red-black Chebyshev kernel",
         "",
-        f"`python benchmarks/half_storage.py{' --quick' if res['quick'] else ''}`"
+        f"`python benchmarks/kernel_variants.py{' --quick' if res['quick'] else ''}`"
         f" — {machine['date']}; {machine['device']}, {machine['cpu_count']} CPUs, TensorFlow"
         f" {machine['tensorflow']}; 1-min load average {machine['load_average_1min_at_start']:.1f}"
         " at start.",
         "",
-        f"Cold solve of {res['batch_shape']} at α = {res['alpha']} (photo guides), XLA; time"
-        f" = median of {res['reps']} interleaved repetitions; ratio = to the float32 kernel in"
-        " the same repetitions; residual = true relative residual of the full system, max over"
-        " the image × channel systems.",
-        "",
-        "| tol | steps | kernel | vectors | weights | ms | ratio | residual (noise) |"
-        " residual (photo) | meets tol |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"Cold solve of {res['batch_shape']} at α = {res['alpha']} (photo guides), XLA; time ="
+        f" median of {res['reps']} repetitions, results fetched.",
     ]
-    for row in res["rows"]:
-        residual = row["true_residual"]
-        lines.append(
-            f"| {row['tol']:g} | {row['steps']} | {row['kernel']} | {row['vectors']} |"
-            f" {row['weights']} | {row['median_ms']:.1f} | {row['ratio_to_float32']:.2f} |"
-            f" {residual['white noise']:.2e} | {residual['photo']:.2e} |"
-            f" {'yes' if row['meets_tol'] else '**no**'} |"
-        )
+    if "storage" in res:
+        lines += [
+            "",
+            "## Storage: 16-bit vectors (residual, direction) or weights, float32 arithmetic",
+            "",
+            "Ratio = to the float32 kernel in the same (interleaved) repetitions; residual = true"
+            " relative residual of the full system, max over the image × channel systems.",
+            "",
+            "| tol | steps | kernel | vectors | weights | ms | ratio | residual (noise) |"
+            " residual (photo) | meets tol |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in res["storage"]["rows"]:
+            residual = row["true_residual"]
+            lines.append(
+                f"| {row['tol']:g} | {row['steps']} | {row['kernel']} | {row['vectors']} |"
+                f" {row['weights']} | {row['median_ms']:.1f} | {row['ratio_to_float32']:.2f} |"
+                f" {residual['white noise']:.2e} | {residual['photo']:.2e} |"
+                f" {'yes' if row['meets_tol'] else '**no**'} |"
+            )
+    if "loop" in res:
+        lines += [
+            "",
+            "## Loop form: tf.while_loop or unrolled (float32)",
+            "",
+            "| steps | form | first call (trace + compile) s | ms | ratio to while_loop |",
+            "|---|---|---|---|---|",
+        ]
+        for row in res["loop"]["rows"]:
+            ratio = row.get("ratio_to_while_loop")
+            lines.append(
+                f"| {row['steps']} | {row['form']} | {row['first_call_s']:.1f} |"
+                f" {row['median_ms']:.1f} | {'' if ratio is None else f'{ratio:.1f}×'} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -204,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="B=2, 2 repetitions")
     parser.add_argument("--batch", type=int, default=None, help="images per solve (8; 2 quick)")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions (5; 2 quick)")
+    parser.add_argument("--sections", default="sl", help="s: storage, l: loop form (both)")
     parser.add_argument("--out", type=pathlib.Path, default=None, help="JSON output path")
     parser.add_argument("--render-only", type=pathlib.Path, help="re-render the table of a JSON")
     args = parser.parse_args(argv)
@@ -215,12 +284,23 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or (2 if args.quick else 5)
     if batch < 1 or reps < 1:
         raise SystemExit(f"--batch and --reps must be >= 1, got {batch} and {reps}")
+    if not args.sections or set(args.sections) - set("sl"):
+        raise SystemExit(f"--sections must be made of 's' and 'l', got {args.sections!r}")
     tf.get_logger().setLevel("ERROR")
-    res: dict[str, Any] = {"machine": machine_facts(), "quick": args.quick}
+    res: dict[str, Any] = {
+        "machine": machine_facts(),
+        "quick": args.quick,
+        "batch_shape": [batch, SIZE, SIZE, 3],
+        "alpha": ALPHA,
+        "reps": reps,
+    }
     started = time.perf_counter()
-    res.update(run(batch, reps))
+    if "s" in args.sections:
+        res["storage"] = section_storage(batch, reps)
+    if "l" in args.sections:
+        res["loop"] = section_loop(batch, reps, (2, 4) if args.quick else (2, 4, 8))
     res["total_s"] = time.perf_counter() - started
-    name = "half_storage_quick.json" if args.quick else "half_storage.json"
+    name = "kernel_variants_quick.json" if args.quick else "kernel_variants.json"
     out = args.out or ROOT / "benchmarks" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1) + "\n")
