@@ -132,3 +132,85 @@ def test_kernel_variants_are_the_library_solve_and_results_render():
     text = half.render_markdown(result)
     assert text.startswith("# Variants") and "| float16 | float32 |" in text
     assert "| unrolled |" in text
+
+
+def _small_smoother_case(tmp_path):
+    """A tiny smoother forward+backward exported by xla_export, its inputs saved in float32."""
+    import tensorflow as tf
+
+    from tfsmooth.smoothing import Smoother
+
+    export = _load("xla_export")
+    bound = Smoother(0.997).bind(tf.random.stateless_uniform([2, 12, 13, 3], seed=[0, 1]))
+    fn = export.smoother_fb(bound)
+    z = tf.random.stateless_normal([2, 12, 13, 3], seed=[2, 3])
+    w = tf.random.stateless_normal([2, 12, 13, 3], seed=[4, 5])
+    captures = tf.function(fn, jit_compile=True).get_concrete_function(z, w).captured_inputs
+    arrays = {"z": z.numpy(), "w": w.numpy()}
+    arrays.update({f"capture_{i}": c.numpy() for i, c in enumerate(captures)})
+    np.savez(tmp_path / "arrays.npz", **arrays)
+
+    def spec(key):
+        return {"make": "array", "file": "arrays.npz", "key": key}
+
+    record = export.export_case(
+        fn, [z, w], [spec("z"), spec("w")], lambda i, _: spec(f"capture_{i}"), tmp_path, "s_b2"
+    )
+    return record, [t.numpy() for t in fn(z, w)]
+
+
+def test_xla_export_records_every_parameter_of_the_hlo(tmp_path):
+    export = _load("xla_export")
+    header = "HloModule m, entry_computation_layout={(f32[2,3]{1,0}, s32[], pred[4,1]{1,0})->f32[]}"
+    assert export.entry_parameters(header) == [([2, 3], "float32"), ([], "int32"), ([4, 1], "bool")]
+    record, _ = _small_smoother_case(tmp_path)
+    # z, w and the smoother's arrays (red/black/Schur weights, s(1)), in the HLO's order.
+    assert [p["key"] for p in record["parameters"]][:2] == ["z", "w"]
+    assert len(record["parameters"]) == 6
+    saved = np.load(tmp_path / "arrays.npz")
+    for p in record["parameters"]:
+        assert list(saved[p["key"]].shape) == p["shape"] and p["dtype"] == "float32"
+    assert (tmp_path / "s_b2.hlo.pb").stat().st_size > 0
+
+
+def test_xla_replay_computes_what_tensorflow_computes(tmp_path):
+    pytest.importorskip("jax")
+    import keras
+    import tensorflow as tf
+
+    export, replay = _load("xla_export"), _load("xla_replay")
+    record, expected = _small_smoother_case(tmp_path)
+    compiled = replay.Compiled(
+        (tmp_path / "s_b2.hlo.pb").read_bytes(), replay._jax().devices("cpu")[0]
+    )
+    outputs = compiled(compiled.put(replay.make_parameters(record, tmp_path, seed=0)))
+    for got, want in zip(outputs, expected):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+    # A network: its parameters drawn by the replay and assigned to the Keras variables.
+    net = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.BatchNormalization(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(5),
+        ]
+    )
+    fn = export.model_fb(lambda x: net(x, training=False))
+    x = tf.random.stateless_uniform([2, 8, 8, 3], seed=[6, 7])
+    image = {"make": "uniform", "name": "images", "low": 0.0, "high": 1.0}
+    record = export.export_case(
+        fn, [x], [image], export.variable_spec(net.variables), tmp_path, "m_b2"
+    )
+    values = replay.make_parameters(record, tmp_path, seed=3)
+    by_name = {p["name"]: v for p, v in zip(record["parameters"][1:], values[1:])}
+    for variable in net.variables:
+        variable.assign(by_name[variable.path])
+    assert all(v.min() >= p["low"] for p, v in zip(record["parameters"][1:], values[1:]))
+    compiled = replay.Compiled(
+        (tmp_path / "m_b2.hlo.pb").read_bytes(), replay._jax().devices("cpu")[0]
+    )
+    (got,) = compiled(compiled.put(values))
+    want = fn(tf.constant(values[0])).numpy()
+    np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-5 * np.abs(want).max())
