@@ -22,7 +22,9 @@ Cases, each at every ``--batches`` size (same photos and settings as ``smoothing
   (``tol`` = the residual they reach), cold;
 - ``efficientnet_lite0_224``: EfficientNet-Lite0 forward+backward (its real weights where the
   ``imagenet`` extra is installed; the replay draws them anew anyway);
-- ``photo_preset_224``: the photo preset's sC&W smoother (``auto``, ``grad_tol=1e-2``), cold.
+- ``photo_preset_224``: the photo preset's sC&W smoother (``auto``, ``grad_tol=1e-2``), cold;
+- ``kernels``: ``kernel_variants.py``'s kernel (the cold red-black Chebyshev solve alone) to
+  tol 1e-2 with float32 and with float16 vectors, and 8 steps as a ``while_loop`` and unrolled.
 
 Every cost here is independent of the values: the cold solves run a fixed number of steps (the
 closed-form Chebyshev count, or exactly 50 CG iterations), the networks are dense. So the replay
@@ -55,10 +57,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from smoothing import machine_facts, photo_batch, white_noise  # noqa: E402
 
+from tfsmooth.graphs import ImageGraph  # noqa: E402
 from tfsmooth.smoothing import Smoother  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BASE_BATCH = 8
+CASES = ("inception", "cg50", "auto", "kernels", "efficientnet", "photo")
 
 _SHAPE = re.compile(r"(f16|bf16|f32|f64|s32|s64|pred)\[([0-9,]*)\]")
 _HLO_DTYPES = {
@@ -207,17 +211,69 @@ def export_smoother(
     return records
 
 
+def export_kernels(guide: tf.Tensor, batches: list[int], out: pathlib.Path) -> list[dict[str, Any]]:
+    """``kernel_variants.py``'s questions for the replay: the cold red-black Chebyshev solve
+    to tol 1e-2 with float32 and with float16 vectors, and 8 steps as a loop and unrolled.
+
+    Their arrays are the default smoother's (``smoother_auto_299.npz``: the red, black and
+    Schur weights are its first three captures), so ``auto`` must be exported too."""
+    from kernel_variants import ALPHA, chebyshev_kernel
+
+    from tfsmooth.smoothing import RedBlackLaplacian
+
+    size = int(guide.shape[1])
+    rb = RedBlackLaplacian(ImageGraph(guide), ALPHA)
+    steps = rb.cold_steps(1e-2, 1000)
+    variants = {
+        f"rbcheb_f32_{steps}": (steps, "float32", False),
+        f"rbcheb_f16vec_{steps}": (steps, "float16", False),
+        "rbcheb_while_8": (8, "float32", False),
+        "rbcheb_unrolled_8": (8, "float32", True),
+    }
+    records = []
+    for batch in batches:
+        rhs = white_noise([batch, size * size, 3], 12)
+        weights = [
+            tf.tile(w, [1, batch // BASE_BATCH, 1, 1, 1])
+            for w in (rb.red_weights, rb.black_weights, rb.schur_weights)
+        ]
+        for name, (n_steps, vectors, unroll) in variants.items():
+            kernel = chebyshev_kernel(size, size, n_steps, vectors, "float32", unroll=unroll)
+            specs: list[dict[str, Any]] = []
+            for i in range(3):
+                spec: dict[str, Any] = {
+                    "make": "array",
+                    "file": "smoother_auto_299.npz",
+                    "key": f"capture_{i}",
+                }
+                if batch != BASE_BATCH:
+                    spec["tile_axis"], spec["tile"] = 1, batch // BASE_BATCH
+                specs.append(spec)
+            specs.append({"make": "normal", "name": "rhs", "mean": 0.0, "std": 1.0})
+            records.append(
+                export_case(
+                    kernel.python_function,
+                    [*weights, rhs],
+                    specs,
+                    lambda i, _c: {"make": "unexpected capture"},
+                    out,
+                    f"{name}_b{batch}",
+                )
+            )
+    return records
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", default="8,32", help="batch sizes, multiples of 8")
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "benchmarks" / "xla_cases")
-    parser.add_argument("--cases", default="inception,cg50,auto,efficientnet,photo")
+    parser.add_argument("--cases", default=",".join(CASES), help="some of " + ",".join(CASES))
     args = parser.parse_args(argv)
     batches = sorted({int(b) for b in args.batches.split(",")} | {BASE_BATCH})
     if any(b % BASE_BATCH for b in batches):
         raise SystemExit(f"--batches must be multiples of {BASE_BATCH}, got {args.batches!r}")
     cases = set(args.cases.split(","))
-    unknown = cases - {"inception", "cg50", "auto", "efficientnet", "photo"}
+    unknown = cases - set(CASES)
     if unknown:
         raise SystemExit(f"unknown cases {sorted(unknown)}")
     tf.get_logger().setLevel("ERROR")
@@ -247,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         if "auto" in cases:
             auto = Smoother(0.997, solver="rb_chebyshev", max_iter=500, tol=target)
             manifest["cases"] += export_smoother("auto_299", auto, guide_299, batches, out)
+    if "kernels" in cases:
+        manifest["cases"] += export_kernels(guide_299, batches, out)
     if cases & {"efficientnet", "photo"}:
         from tfsmooth.data import load_samples
         from tfsmooth.evaluation.presets import _PHOTO_SCW_SMOOTHER

@@ -10,10 +10,12 @@ For every case: the HLO module is converted to StableHLO and compiled for the pl
 parameters are made as the case's JSON says (random inputs; network parameters drawn with the
 exported mean and std; the smoother's arrays from the npz, repeated for larger batches); it is
 run once (compile and first run timed apart), then ``--reps`` times, each call waited for
-(``block_until_ready``); the median is kept. Ratios: each smoother case's median over the
-network's of the same size and batch (``auto_299`` and ``cg50_299`` to ``inception_v3_299``,
-``photo_preset_224`` to ``efficientnet_lite0_224``), the same two computations as
-``smoothing.py``'s section a, only compiled by this JAX's XLA instead of TensorFlow's.
+(``block_until_ready``); the median is kept. Ratios (:data:`PAIRS`): each smoother case's
+median over the network's of the same size and batch (``auto_299`` and ``cg50_299`` to
+``inception_v3_299``, ``photo_preset_224`` to ``efficientnet_lite0_224``), the same
+computations as ``smoothing.py``'s section a, only compiled by this JAX's XLA instead of
+TensorFlow's; and ``kernel_variants.py``'s float16-vector and unrolled kernels over their float32
+``while_loop`` form.
 
 ``--check-cpu`` also runs every case of the base batch on JAX's CPU backend with the same
 parameters, and reports the largest relative difference of each output (the GPU compile
@@ -38,8 +40,14 @@ from typing import Any
 
 import numpy as np
 
-PAIRS = {"auto_299": "inception_v3_299", "cg50_299": "inception_v3_299"}
-PAIRS["photo_preset_224"] = "efficientnet_lite0_224"
+#: Each case's time is reported as a ratio to this reference's, at the same batch.
+PAIRS = {
+    "auto_299": "inception_v3_299",
+    "cg50_299": "inception_v3_299",
+    "photo_preset_224": "efficientnet_lite0_224",
+    "rbcheb_f16vec_37": "rbcheb_f32_37",
+    "rbcheb_unrolled_8": "rbcheb_while_8",
+}
 
 
 def _jax() -> Any:
@@ -174,7 +182,8 @@ def replay(
     for row in rows:
         network = PAIRS.get(row["family"])
         if network and (network, row["batch"]) in medians:
-            row["ratio_to_network"] = row["median_ms"] / medians[(network, row["batch"])]
+            row["ratio_to"] = network
+            row["ratio"] = row["median_ms"] / medians[(network, row["batch"])]
     return {
         "machine": {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -202,18 +211,20 @@ def render_markdown(res: dict[str, Any]) -> str:
         f" `benchmarks/xla_export.py` with TensorFlow {exported.get('tensorflow', '?')}.",
         "",
         "Forward+backward, cold; median of the repetitions, each call waited for. Ratio = the"
-        " smoother's time over the network's of the same size and batch (`auto_299` and"
-        " `cg50_299` over InceptionV3, `photo_preset_224` over EfficientNet-Lite0).",
+        " case's time over that of the case named under *to*, same batch: the smoothers over"
+        " their network; the `rbcheb_*` kernels (the solve alone, `kernel_variants.py`) over"
+        " their float32 `while_loop` form.",
         "",
-        "| case | batch | compile s | median ms | ratio to network | finite | diff to CPU |",
-        "|---|---|---|---|---|---|---|",
+        "| case | batch | compile s | median ms | ratio | to | finite | diff to CPU |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in res["rows"]:
-        ratio = row.get("ratio_to_network")
+        ratio = row.get("ratio")
         diff = row.get("max_rel_diff_to_cpu")
         lines.append(
             f"| {row['family']} | {row['batch']} | {row['compile_s']:.1f} |"
             f" {row['median_ms']:.2f} | {'' if ratio is None else f'{ratio:.3f}×'} |"
+            f" {row.get('ratio_to', '')} |"
             f" {'yes' if row['finite'] else '**no**'} | {'' if diff is None else f'{diff:.1e}'} |"
         )
     return "\n".join(lines) + "\n"
