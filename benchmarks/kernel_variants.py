@@ -5,7 +5,7 @@ Usage::
     python benchmarks/kernel_variants.py            # B=8 at 299x299x3, 5 repetitions
     python benchmarks/kernel_variants.py --quick    # B=2, 2 repetitions
     python benchmarks/kernel_variants.py --batch 32 --out /tmp/k32.json   # e.g. on a GPU
-    python benchmarks/kernel_variants.py --sections l   # s: storage, l: loop form
+    python benchmarks/kernel_variants.py --sections l   # s: storage, l: loop form, m: mode
     python benchmarks/kernel_variants.py --render-only benchmarks/results/kernel_variants.json
 
 The kernel is the default solver's: red-black Chebyshev on the Schur complement
@@ -26,6 +26,8 @@ s. **Storage** (issue 11: the solve is bound by memory traffic; would 16 bits cu
 l. **Loop form** (a fixed-degree polynomial can be unrolled, leaving no loop to synchronize
    on): the same float32 steps as a ``tf.while_loop`` and unrolled in Python, for a few step
    counts; first call (trace and XLA compile) and median time.
+m. **Smooth mode** (why 16-bit weights fail): :math:`S` on :math:`D^{1/2}\\mathbf{1}`, its
+   eigenvector of the smallest eigenvalue :math:`1 - \\alpha^2`, with exact and rounded weights.
 """
 
 from __future__ import annotations
@@ -217,6 +219,32 @@ def section_loop(batch: int, reps: int, step_counts: tuple[int, ...]) -> dict[st
     return {"rows": rows}
 
 
+def section_mode(batch: int) -> dict[str, Any]:
+    """How much 16-bit weights change :math:`S` on its smooth mode :math:`D^{1/2}\\mathbf{1}`.
+
+    That vector's red half is an eigenvector of :math:`S` with eigenvalue :math:`1 - \\alpha^2`
+    (the smallest); rounding the weights moves :math:`S v` by :math:`(\\tilde S - S) v`."""
+    graph, rb, _ = setup(batch)
+    mode, _ = rb.pack(tf.sqrt(graph.degree)[..., None])  # [G, 1, H, Wh]
+    even = rbm._even_rows(SIZE)
+    exact = rbm._apply_schur(mode, rb.schur_weights, even)
+
+    def per_image(x: tf.Tensor) -> np.ndarray:
+        return tf.sqrt(tf.reduce_sum(tf.square(x), axis=[1, 2, 3])).numpy()
+
+    out: dict[str, Any] = {
+        "eigenvalue_max": float(np.max(per_image(exact) / per_image(mode))),
+        "eigenvalue_min": float(np.min(per_image(exact) / per_image(mode))),
+        "expected": 1.0 - ALPHA**2,
+    }
+    for name in ("float16", "bfloat16"):
+        rounded = tf.cast(tf.cast(rb.schur_weights, DTYPES[name]), tf.float32)
+        shift = per_image(rbm._apply_schur(mode, rounded, even) - exact) / per_image(exact)
+        out[name] = {"max": float(np.max(shift)), "mean": float(np.mean(shift))}
+    print(json.dumps(out), flush=True)
+    return out
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     machine = res["machine"]
     lines = [
@@ -264,6 +292,22 @@ def render_markdown(res: dict[str, Any]) -> str:
                 f"| {row['steps']} | {row['form']} | {row['first_call_s']:.1f} |"
                 f" {row['median_ms']:.1f} | {'' if ratio is None else f'{ratio:.1f}×'} |"
             )
+    if "mode" in res:
+        mode = res["mode"]
+        lines += [
+            "",
+            "## Why 16-bit weights fail: S on its smooth mode",
+            "",
+            f"`S v = λ v` for `v` = the red half of `D^½1`: λ from {mode['eigenvalue_min']:.6f}"
+            f" to {mode['eigenvalue_max']:.6f} over the images (1 − α² ="
+            f" {mode['expected']:.6f}). Relative change of `S v` when the 9 weights are"
+            " rounded, `‖(S̃ − S) v‖ / ‖S v‖`, per image:",
+            "",
+            "| weights | mean | max |",
+            "|---|---|---|",
+        ]
+        for name in ("float16", "bfloat16"):
+            lines.append(f"| {name} | {mode[name]['mean']:.1%} | {mode[name]['max']:.1%} |")
     return "\n".join(lines) + "\n"
 
 
@@ -272,7 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="B=2, 2 repetitions")
     parser.add_argument("--batch", type=int, default=None, help="images per solve (8; 2 quick)")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions (5; 2 quick)")
-    parser.add_argument("--sections", default="sl", help="s: storage, l: loop form (both)")
+    parser.add_argument(
+        "--sections", default="slm", help="s: storage, l: loop form, m: smooth mode (all)"
+    )
+    parser.add_argument(
+        "--merge-into", type=pathlib.Path, help="add the sections run to this JSON (and its .md)"
+    )
     parser.add_argument("--out", type=pathlib.Path, default=None, help="JSON output path")
     parser.add_argument("--render-only", type=pathlib.Path, help="re-render the table of a JSON")
     args = parser.parse_args(argv)
@@ -284,8 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or (2 if args.quick else 5)
     if batch < 1 or reps < 1:
         raise SystemExit(f"--batch and --reps must be >= 1, got {batch} and {reps}")
-    if not args.sections or set(args.sections) - set("sl"):
-        raise SystemExit(f"--sections must be made of 's' and 'l', got {args.sections!r}")
+    if not args.sections or set(args.sections) - set("slm"):
+        raise SystemExit(f"--sections must be made of 's', 'l', 'm', got {args.sections!r}")
     tf.get_logger().setLevel("ERROR")
     res: dict[str, Any] = {
         "machine": machine_facts(),
@@ -299,9 +348,20 @@ def main(argv: list[str] | None = None) -> int:
         res["storage"] = section_storage(batch, reps)
     if "l" in args.sections:
         res["loop"] = section_loop(batch, reps, (2, 4) if args.quick else (2, 4, 8))
+    if "m" in args.sections:
+        res["mode"] = {"date": res["machine"]["date"], **section_mode(batch)}
     res["total_s"] = time.perf_counter() - started
     name = "kernel_variants_quick.json" if args.quick else "kernel_variants.json"
     out = args.out or ROOT / "benchmarks" / "results" / name
+    if args.merge_into:
+        merged = json.loads(args.merge_into.read_text())
+        if merged["batch_shape"] != res["batch_shape"]:
+            raise SystemExit(
+                f"--merge-into: {args.merge_into} has batch {merged['batch_shape']}, this run "
+                f"{res['batch_shape']}"
+            )
+        merged.update({k: res[k] for k in ("storage", "loop", "mode") if k in res})
+        res, out = merged, args.merge_into
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1) + "\n")
     out.with_suffix(".md").write_text(render_markdown(res))
