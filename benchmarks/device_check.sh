@@ -6,6 +6,7 @@
 #     python benchmarks/xla_export.py
 # Then on the device, carrying the ignored folder benchmarks/xla_cases:
 #     bash benchmarks/device_check.sh            # writes into $OUT (or /tmp/device_check)
+# (PLATFORM=cpu REPS=1 to try it on a CPU; without a GPU it stops at once.)
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 out="${OUT:-/tmp/device_check}"
@@ -13,5 +14,5 @@ mkdir -p "$out"
 python=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/nvidia-smi.csv" || true
 "$python" -c "import jax; print('jax', jax.__version__, jax.devices())"
-"$python" benchmarks/xla_replay.py benchmarks/xla_cases --reps "${REPS:-20}" --check-cpu \
+"$python" benchmarks/xla_replay.py benchmarks/xla_cases --platform "${PLATFORM:-gpu}" --reps "${REPS:-20}" --check-cpu \
     --out "$out/xla_replay_gpu.json" 2>&1 | tee "$out/xla_replay_gpu.log"

@@ -167,19 +167,24 @@ def free_ports(count):
     return ports
 
 
-def start(out, tf_config=None):
+def start_cli(argv, tf_config=None):
+    """``python -m tfsmooth *argv`` in a subprocess, one thread, with ``TF_CONFIG`` or none."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
     env.pop("TF_CONFIG", None)
     if tf_config is not None:
         env["TF_CONFIG"] = json.dumps(tf_config)
     return subprocess.Popen(
-        [sys.executable, "-m", "tfsmooth", *ARGS, "--out", str(out)],
+        [sys.executable, "-m", "tfsmooth", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
+
+
+def start(out, tf_config=None):
+    return start_cli([*ARGS, "--out", str(out)], tf_config)
 
 
 def finish(process, timeout=240):

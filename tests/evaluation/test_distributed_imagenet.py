@@ -10,16 +10,15 @@ the PNGs of both workers.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from tests.evaluation.test_distributed import (
     assert_same_records,
+    finish,
     free_ports,
+    start_cli,
     without_timing,
 )
 from tfsmooth.cli import main
@@ -73,22 +72,7 @@ def cli_args(model, out):
 
 
 def start(model, out, tf_config):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
-    env["TF_CONFIG"] = json.dumps(tf_config)
-    return subprocess.Popen(
-        [sys.executable, "-m", "tfsmooth", *cli_args(model, out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def finish(process, timeout=240):
-    out, err = process.communicate(timeout=timeout)
-    assert process.returncode == 0, err[-3000:]
-    return out
+    return start_cli(cli_args(model, out), tf_config)
 
 
 def pngs(folder):
