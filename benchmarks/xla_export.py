@@ -55,7 +55,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from smoothing import machine_facts, photo_batch, white_noise  # noqa: E402
+from smoothing import (  # noqa: E402
+    machine_facts,
+    model_function,
+    photo_batch,
+    smoother_functions,
+    white_noise,
+)
 
 from tfsmooth.graphs import ImageGraph  # noqa: E402
 from tfsmooth.smoothing import Smoother  # noqa: E402
@@ -117,24 +123,20 @@ def export_case(
 
 
 def model_fb(model: Callable[[tf.Tensor], tf.Tensor]) -> Callable[[tf.Tensor], tf.Tensor]:
-    def forward_backward(x: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.reduce_sum(model(x))
-        return tape.gradient(loss, x)
-
-    return forward_backward
+    """The gradient of the sum of logits w.r.t. the input: ``smoothing.py``'s own function."""
+    function: Any = model_function(model)
+    return function.python_function
 
 
-def smoother_fb(bound: Any) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
-    def forward_backward(z: tf.Tensor, w: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            tape.watch(z)
-            output = bound(z)
-            loss = tf.reduce_sum(output * w)
-        return output, tape.gradient(loss, z)
+def smoother_fb(bound: Any) -> Callable[..., tuple[tf.Tensor, ...]]:
+    """Cold forward+backward of ``sum(ŝ(z) * w)``: ``smoothing.py``'s own function (output,
+    gradient, iterations, residual)."""
+    cold: Any = smoother_functions(bound)[0]
+    return cold.python_function
 
-    return forward_backward
+
+def _no_capture(index: int, capture: tf.Tensor) -> dict[str, Any]:
+    raise RuntimeError(f"the kernel captured tensor {index} {capture.shape}: pass it as argument")
 
 
 def variable_spec(variables: list[tf.Variable]) -> Callable[[int, tf.Tensor], dict[str, Any]]:
@@ -255,7 +257,7 @@ def export_kernels(guide: tf.Tensor, batches: list[int], out: pathlib.Path) -> l
                     kernel.python_function,
                     [*weights, rhs],
                     specs,
-                    lambda i, _c: {"make": "unexpected capture"},
+                    _no_capture,
                     out,
                     f"{name}_b{batch}",
                 )
